@@ -1,0 +1,21 @@
+# The README names these targets. Each installs what it needs first.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench check-compose
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
+
+demo: install
+	herald demo
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+check-compose:
+	docker-compose -f docker-compose.yml config -q

@@ -1,0 +1,1 @@
+"""herald: scheduled report delivery. This package holds the entry points (CLI, demo)."""

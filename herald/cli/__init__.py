@@ -1,0 +1,38 @@
+"""The `herald` command (Typer). Each sub-command lives in a module of this package."""
+
+from __future__ import annotations
+
+import typer
+
+from herald.cli.common import reports_errors
+from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
+from herald.cli.schedules import cron_app, schedule_app
+from models.settings import get_settings
+
+app = typer.Typer(
+    name="herald",
+    help="Scheduled report delivery: PDF and CSV by e-mail and Telegram.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+    add_completion=False,
+)
+
+
+@app.callback()
+@reports_errors
+def load_configuration() -> None:
+    """Read the settings first, so a bad variable fails every command the same way."""
+    get_settings()
+
+
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(report_app, name="report")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(user_app, name="user")
+app.add_typer(cron_app, name="cron")
+app.command("demo")(reports_errors(demo))
+
+
+def main() -> None:
+    app()

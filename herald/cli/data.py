@@ -1,0 +1,108 @@
+"""`herald db`, `herald tenant`, `herald report`, `herald user`: the data half of the CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from herald.cli.common import print_json, reports_errors
+from models import catalog, migrate
+from models.db import session_scope
+from models.definition import load_definition
+
+db_app = typer.Typer(help="The control database.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants: organisations with their own data source.", no_args_is_help=True)
+report_app = typer.Typer(help="Saved reports, defined in YAML.", no_args_is_help=True)
+user_app = typer.Typer(help="Admin users and their tenant roles.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+@db_app.command("upgrade")
+@reports_errors
+def db_upgrade() -> None:
+    """Create or migrate herald's tables in DATABASE_URL."""
+    migrate.upgrade()
+    typer.echo(f"database at revision {migrate.current_head()}")
+
+
+@tenant_app.command("add")
+@reports_errors
+def tenant_add(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name.")],
+    timezone: Annotated[str, typer.Option(help="Default timezone for schedules (IANA).")] = "UTC",
+    datasource: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the tenant's database.")] = None,
+    email: Annotated[list[str], typer.Option(help="Tenant-wide fallback e-mail recipient.")] = [],  # noqa: B006
+    telegram: Annotated[list[str], typer.Option(help="Tenant-wide fallback Telegram chat id.")] = [],  # noqa: B006
+    json_out: JsonOption = False,
+) -> None:
+    """Add a tenant with its tenant-wide fallback recipients."""
+    with session_scope() as session:
+        tenant = catalog.add_tenant(session, slug, name, timezone, datasource, email, telegram)
+        data = catalog.tenant_to_dict(session, tenant)
+    print_json(data) if json_out else typer.echo(f"tenant {data['slug']} added (id {data['id']})")
+
+
+@report_app.command("add")
+@reports_errors
+def report_add(
+    file: Annotated[Path, typer.Argument(help="Report definition (YAML).")],
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Create a report from FILE, or update the tenant's report with the same slug."""
+    definition = load_definition(file)
+    with session_scope() as session:
+        owner = catalog.get_tenant(session, tenant)
+        report, created = catalog.save_report(session, owner, definition)
+        data = {"id": report.id, "tenant": owner.slug, "slug": report.slug, "title": report.title,
+                "created": created}
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"report {data['slug']} {'added' if created else 'updated'} (id {data['id']})")
+
+
+@user_app.command("add")
+@reports_errors
+def user_add(
+    email: str,
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    role: Annotated[str, typer.Option(help="viewer, editor or admin.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Give a user (created if new) a role in a tenant."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    with session_scope() as session:
+        owner = catalog.get_tenant(session, tenant)
+        user, generated = catalog.add_user(session, email, owner, role, password)
+        data = {"id": user.id, "email": user.email, "tenant": owner.slug, "role": role}
+    if generated:
+        data["generated_password"] = generated
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"user {data['email']} is {role} of {tenant} (id {data['id']})")
+        if generated:
+            typer.echo(f"generated password (shown once): {generated}")
+
+
+def demo(
+    directory: Annotated[Path, typer.Option(help="Where the demo's SQLite files go.")] = Path("."),
+) -> None:
+    """Set up an embedded herald on SQLite files in DIRECTORY and show what it will send."""
+    from herald.demo import run_demo
+
+    schedules = run_demo(directory)
+    typer.echo(f"demo control database: {directory / 'herald-demo.db'}")
+    for row in schedules:
+        who = ", ".join(r["address"] for r in row["recipients"]) or "the tenant's fallback recipients"
+        typer.echo(f"schedule {row['id']}: {row['report']} {'+'.join(row['formats'])} "
+                   f"{row['description']} ({row['timezone']}) to {who}; next {row['next_run_at']}")
+    typer.echo(f"try: DATABASE_URL=sqlite:///{directory / 'herald-demo.db'} "
+               f"herald schedule list --tenant demo")

@@ -1,0 +1,110 @@
+"""`herald schedule` and `herald cron`: planning when reports go out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from herald.cli.common import parse_instant, print_json, reports_errors
+from models import catalog, cron, scheduling
+from models.db import session_scope, utcnow
+
+schedule_app = typer.Typer(help="Schedules: when a report goes out, and to whom.", no_args_is_help=True)
+cron_app = typer.Typer(help="Cron expressions under herald's DST policy.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+@schedule_app.command("add")
+@reports_errors
+def schedule_add(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    report: Annotated[str, typer.Option(help="Report slug.")],
+    cron_expr: Annotated[str | None, typer.Option("--cron", help="Five-field cron expression.")] = None,
+    cadence: Annotated[str | None, typer.Option(help="daily, weekly (Mondays) or monthly (the 1st).")] = None,
+    at: Annotated[str | None, typer.Option(help="HH:MM, with --cadence.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone; default: the tenant's.")] = None,
+    format: Annotated[list[str], typer.Option(help="pdf and/or csv (repeatable).")] = [],  # noqa: B006
+    email: Annotated[list[str], typer.Option(help="E-mail recipient (repeatable).")] = [],  # noqa: B006
+    telegram: Annotated[list[str], typer.Option(help="Telegram chat id (repeatable).")] = [],  # noqa: B006
+    subject: Annotated[str | None, typer.Option(help="E-mail subject.")] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Schedule a report on a cron expression or a daily/weekly/monthly cadence."""
+    with session_scope() as session:
+        owner = catalog.get_tenant(session, tenant)
+        schedule = scheduling.add_schedule(
+            session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
+            timezone=timezone, formats=format, emails=email, chats=telegram, subject=subject,
+            active=not paused,
+        )
+        data = scheduling.schedule_to_dict(session, schedule)
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"schedule {data['id']} added: {data['description']} ({data['timezone']}); "
+                   f"next run {data['next_run_at']}")
+
+
+@schedule_app.command("list")
+@reports_errors
+def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+                  json_out: JsonOption = False) -> None:
+    """List a tenant's schedules."""
+    with session_scope() as session:
+        owner = catalog.get_tenant(session, tenant)
+        rows = [scheduling.schedule_to_dict(session, s) for s in scheduling.list_schedules(session, owner)]
+    if json_out:
+        print_json(rows)
+        return
+    for row in rows:
+        state = "active" if row["active"] else "paused"
+        typer.echo(f"{row['id']:>5}  {row['report']:<24} {row['cron']:<18} {row['timezone']:<20} "
+                   f"{state:<7} next {row['next_run_at'] or '-'}  last {row['last_status'] or '-'}")
+
+
+def _set_active(schedule_id: int, active: bool) -> None:
+    with session_scope() as session:
+        scheduling.set_active(session, schedule_id, active, utcnow())
+    typer.echo(f"schedule {schedule_id} {'resumed' if active else 'paused'}")
+
+
+@schedule_app.command("pause")
+@reports_errors
+def schedule_pause(schedule_id: int) -> None:
+    """Stop a schedule from firing without deleting it."""
+    _set_active(schedule_id, False)
+
+
+@schedule_app.command("resume")
+@reports_errors
+def schedule_resume(schedule_id: int) -> None:
+    """Resume a paused schedule from its next fire time after now (no catch-up)."""
+    _set_active(schedule_id, True)
+
+
+@cron_app.command("next")
+@reports_errors
+def cron_next(
+    expr: str,
+    timezone: Annotated[str, typer.Option(help="IANA timezone.")] = "UTC",
+    after: Annotated[str | None, typer.Option(help="ISO 8601 instant; default now.")] = None,
+    count: Annotated[int, typer.Option(min=1, max=1000, help="How many fire times.")] = 5,
+    json_out: JsonOption = False,
+) -> None:
+    """Print the next fire times of EXPR in TIMEZONE, in local time and UTC."""
+    zone = cron.parse_timezone(timezone)
+    fires = cron.next_fires(expr, timezone, parse_instant(after, "--after"), count)
+    rows = [{"local": f.astimezone(zone).isoformat(), "utc": f.isoformat().replace("+00:00", "Z"),
+             "zone": f.astimezone(zone).tzname()} for f in fires]
+    if json_out:
+        print_json({"expression": cron.validate_cron(expr), "timezone": timezone,
+                    "description": cron.describe(expr), "fires": rows})
+        return
+    typer.echo(f"{cron.describe(expr)} ({timezone})")
+    for fire in fires:
+        local = fire.astimezone(zone)
+        typer.echo(f"  {local:%Y-%m-%d %H:%M} {local.tzname():<6} (UTC{local:%z})  "
+                   f"= {fire:%Y-%m-%d %H:%M}Z")

@@ -1,0 +1,176 @@
+"""Writes to tenants, reports and users: validate everything first, then write."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlmodel import Session, select
+
+from models.cron import parse_timezone
+from models.db import utcnow
+from models.definition import SLUG_PATTERN, ReportDefinition
+from models.errors import Conflict, InvalidInput, NotFound
+from models.recipients import normalise_email, normalise_recipients
+from models.reports import Report
+from models.settings import get_settings
+from models.tenancy import Membership, Role, Tenant, TenantRecipient, User
+
+_hasher = PasswordHasher()
+
+
+def redact_url(url: str | None) -> str | None:
+    """A database URL with its password masked, for output and logs."""
+    if not url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
+def validate_datasource(url: str) -> str:
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise InvalidInput(
+            "--datasource is not a usable database URL; write it like "
+            "postgresql://user:password@host/dbname or sqlite:///path/to/file.db."
+        ) from None
+    return url
+
+
+def get_tenant(session: Session, slug: str) -> Tenant:
+    tenant = session.exec(select(Tenant).where(Tenant.slug == slug)).first()
+    if tenant is None:
+        raise NotFound(f"No tenant {slug!r}; create it with `herald tenant add {slug} --name ...`.")
+    return tenant
+
+
+def get_report(session: Session, tenant: Tenant, slug: str) -> Report:
+    report = session.exec(
+        select(Report).where(Report.tenant_id == tenant.id, Report.slug == slug)
+    ).first()
+    if report is None:
+        raise NotFound(
+            f"Tenant {tenant.slug!r} has no report {slug!r}; add it with "
+            f"`herald report add --tenant {tenant.slug} FILE.yaml`."
+        )
+    return report
+
+
+def add_tenant(
+    session: Session, slug: str, name: str, timezone: str = "UTC",
+    datasource_url: str | None = None, emails: Sequence[str] = (), chats: Sequence[str] = (),
+) -> Tenant:
+    """Create a tenant with its tenant-wide fallback recipients."""
+    _check_slug(slug, "tenant")
+    if not name.strip():
+        raise InvalidInput("--name must not be empty; give the tenant a display name.")
+    parse_timezone(timezone)
+    if datasource_url:
+        validate_datasource(datasource_url)
+    recipients = normalise_recipients(emails, chats, get_settings().max_recipients)
+    if session.exec(select(Tenant.id).where(Tenant.slug == slug)).first() is not None:
+        raise Conflict(f"A tenant with slug {slug!r} already exists; choose another slug.")
+    tenant = Tenant(slug=slug, name=name.strip(), timezone=timezone, datasource_url=datasource_url)
+    session.add(tenant)
+    session.flush()
+    session.add_all(TenantRecipient(tenant_id=tenant.id, channel=channel, address=address)
+                    for channel, address in recipients)
+    session.flush()
+    return tenant
+
+
+def _check_slug(slug: str, what: str) -> None:
+    if not re.match(SLUG_PATTERN, slug or ""):
+        raise InvalidInput(
+            f"{what.capitalize()} slug {slug!r} is not valid; use lowercase letters, digits "
+            f"and hyphens, starting with a letter or digit (at most 64)."
+        )
+
+
+def save_report(session: Session, tenant: Tenant, definition: ReportDefinition) -> tuple[Report, bool]:
+    """Create the report, or update the one with the same slug. Returns (report, created)."""
+    data = definition.model_dump(mode="json", exclude_none=True)
+    report = session.exec(
+        select(Report).where(Report.tenant_id == tenant.id, Report.slug == definition.slug)
+    ).first()
+    created = report is None
+    if report is None:
+        report = Report(tenant_id=tenant.id, slug=definition.slug, title=definition.title,
+                        definition=data)
+        session.add(report)
+    else:
+        report.title, report.definition, report.updated_at = definition.title, data, utcnow()
+    session.flush()
+    return report, created
+
+
+def tenant_recipients(session: Session, tenant_id: int) -> list[TenantRecipient]:
+    return list(session.exec(
+        select(TenantRecipient).where(TenantRecipient.tenant_id == tenant_id)
+        .order_by(TenantRecipient.id)
+    ))
+
+
+def tenant_to_dict(session: Session, tenant: Tenant) -> dict[str, Any]:
+    recipients = tenant_recipients(session, tenant.id)
+    return {
+        "id": tenant.id, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone,
+        "datasource": redact_url(tenant.datasource_url), "active": tenant.active,
+        "email": [r.address for r in recipients if r.channel == "email"],
+        "telegram": [r.address for r in recipients if r.channel == "telegram"],
+    }
+
+
+def add_user(
+    session: Session, email: str, tenant: Tenant, role: str, password: str | None = None
+) -> tuple[User, str | None]:
+    """Add a user (or reuse the one with that e-mail) to a tenant with a role.
+
+    Returns the user and, when herald generated the password, that password.
+    """
+    email = normalise_email(email)
+    try:
+        role = Role(role)
+    except ValueError:
+        raise InvalidInput(f"Unknown role {role!r}; use viewer, editor or admin.") from None
+    if password is not None and len(password) < 8:
+        raise InvalidInput("The password is shorter than 8 characters; choose a longer one.")
+    generated = None
+    user = session.exec(select(User).where(User.email == email)).first()
+    if user is None:
+        if password is None:
+            password = generated = secrets.token_urlsafe(12)
+        user = User(email=email, password_hash=_hasher.hash(password))
+        session.add(user)
+        session.flush()
+    elif password is not None:
+        user.password_hash = _hasher.hash(password)
+    membership = session.exec(
+        select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
+    ).first()
+    if membership is None:
+        session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
+    else:
+        membership.role = role
+    session.flush()
+    return user, generated
+
+
+def verify_password(user: User, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except Exception:  # argon2 raises several mismatch/invalid-hash types; all mean "no"
+        return False
+
+
+def count_rows(session: Session, model: type) -> int:
+    return session.exec(select(sa.func.count()).select_from(model)).one()

@@ -1,0 +1,179 @@
+"""The report-definition format (YAML) as typed, validated objects.
+
+A definition names SQL per section; parameters are bound as `:name`, never
+formatted in. Errors name the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.errors import InvalidInput
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+FILENAME_FIELDS = ("slug", "date")
+Scalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChartSpec(_Strict):
+    """How a chart section maps its columns to a Vega-Lite mark."""
+
+    mark: Literal["bar", "line", "area", "point"] = "bar"
+    x: str = Field(min_length=1)
+    y: str = Field(min_length=1)
+    color: str | None = None
+
+
+class _Section(_Strict):
+    title: str = Field(min_length=1, max_length=200)
+    sql: str = Field(min_length=1)
+
+    @field_validator("sql")
+    @classmethod
+    def _not_blank(cls, sql: str) -> str:
+        if not sql.strip():
+            raise ValueError("must contain a SQL query")
+        return sql
+
+
+class KpiSection(_Section):
+    """One number: the first row's `column` (default `value`)."""
+
+    kind: Literal["kpi"]
+    column: str = "value"
+
+
+class ChartSection(_Section):
+    kind: Literal["chart"]
+    chart: ChartSpec
+
+
+class TableSection(_Section):
+    """A paginated table; `max_rows` caps what the PDF shows (the CSV has no cap)."""
+
+    kind: Literal["table"]
+    max_rows: int | None = Field(default=None, ge=1, le=100_000)
+
+
+Section = Annotated[KpiSection | ChartSection | TableSection, Field(discriminator="kind")]
+
+
+class CsvSpec(_Strict):
+    sql: str = Field(min_length=1)
+    filename: str = "{slug}-{date}.csv"
+
+    @field_validator("filename")
+    @classmethod
+    def _known_placeholders(cls, filename: str) -> str:
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(filename) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"is not a valid template ({exc})") from None
+        unknown = sorted({name for name in names if name not in FILENAME_FIELDS})
+        if unknown:
+            raise ValueError(
+                f"uses {{{unknown[0]}}}; only {{slug}} and {{date}} may appear in the filename"
+            )
+        if "/" in filename or "\\" in filename:
+            raise ValueError("must be a file name, not a path")
+        return filename
+
+
+class ReportDefinition(_Strict):
+    """A saved report: parameters, sections for the PDF, and the CSV query."""
+
+    slug: str = Field(pattern=SLUG_PATTERN)
+    title: str = Field(min_length=1, max_length=200)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    sections: list[Section] = Field(default_factory=list)
+    csv: CsvSpec | None = None
+
+    @model_validator(mode="after")
+    def _has_content_and_known_params(self) -> ReportDefinition:
+        if not self.sections and self.csv is None:
+            raise ValueError("a report needs at least one section or a csv query")
+        for where, sql in self.queries():
+            missing = sorted(bind_names(sql) - set(self.params))
+            if missing:
+                raise ValueError(
+                    f"{where} uses :{missing[0]} but params gives it no default; add it to params"
+                )
+        return self
+
+    def queries(self) -> list[tuple[str, str]]:
+        """Each query with the field path that holds it."""
+        found = [(f"sections[{i}].sql", section.sql) for i, section in enumerate(self.sections)]
+        if self.csv is not None:
+            found.append(("csv.sql", self.csv.sql))
+        return found
+
+
+def bind_names(sql: str) -> set[str]:
+    """The `:name` parameters a query binds, as SQLAlchemy's `text()` reads them."""
+    return set(sa.text(sql).compile().params)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif i and isinstance(loc[i - 1], int) and part in ("kpi", "chart", "table"):
+            continue  # pydantic names the union member here; the user wrote no such key
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "union_tag_not_found":
+        return "is required (one of kpi, chart, table)"
+    if error["type"] == "union_tag_invalid":
+        return f"must be one of kpi, chart, table (got {error['input'].get('kind')!r})"
+    if error["type"] == "extra_forbidden":
+        return "is not a known field"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def parse_definition(data: Any, source: str = "report") -> ReportDefinition:
+    """Validate already-loaded data, raising `InvalidInput` naming source, field and problem."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}: a report file must be a YAML mapping with slug, title and sections.")
+    try:
+        return ReportDefinition.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "kind")
+        where = _field_path(loc)
+        # Model-level checks already name the field in their message.
+        raise InvalidInput(f"{source}: {where + ' ' if where else ''}{_describe(error)}.") from None
+
+
+def load_definition(path: str | Path) -> ReportDefinition:
+    """Read and validate a report YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the report file ({exc.strerror}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InvalidInput(f"{path}: is not valid YAML{where}; check the indentation and quoting.") from None
+    return parse_definition(data, source=str(path))

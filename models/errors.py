@@ -1,0 +1,28 @@
+"""herald's error hierarchy: shallow, each class says when it is raised.
+
+Every message is one sentence a person can act on: what is wrong and how to fix it.
+"""
+
+
+class HeraldError(Exception):
+    """Base class for errors herald reports to a person."""
+
+
+class SettingsError(HeraldError):
+    """Raised when an environment variable or `.env` entry is invalid."""
+
+
+class InvalidInput(HeraldError):
+    """Raised when a value given to herald (CLI, admin, report file) is refused on write."""
+
+
+class NotFound(HeraldError):
+    """Raised when a tenant, report, schedule or user named by the caller does not exist."""
+
+
+class Conflict(HeraldError):
+    """Raised when a write would duplicate something that must be unique (a slug, an e-mail)."""
+
+
+class InvalidTransition(HeraldError):
+    """Raised when a run or delivery is moved to a state its current state does not allow."""

@@ -1,0 +1,30 @@
+"""Saved reports: a tenant's validated report definition, stored as JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import created_at, json_column, parent, timestamp
+from models.definition import ReportDefinition
+
+
+class Report(SQLModel, table=True):
+    """A report definition (see `models.definition`) owned by one tenant."""
+
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = parent("tenant.id")
+    slug: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    definition: dict[str, Any] = json_column(dict)
+    created_at: datetime = created_at()
+    updated_at: datetime | None = timestamp()
+
+    def parsed(self) -> ReportDefinition:
+        """The definition as typed objects (it was validated when written)."""
+        return ReportDefinition.model_validate(self.definition)

@@ -1,0 +1,51 @@
+"""Schedules: when a report is sent, in which formats, to whom."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import Channel, created_at, json_column, parent, timestamp
+
+
+class Schedule(SQLModel, table=True):
+    """A report on a cron or cadence in its own timezone; the tick claims it by `next_run_at`."""
+
+    # The tick's claim scans (active, next_run_at): its cost follows what is due.
+    __table_args__ = (sa.Index("ix_schedule_due", "active", "next_run_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = parent("tenant.id")
+    report_id: int = parent("report.id")
+    # The effective cron expression; `cadence`/`at_time` keep what was entered.
+    cron: str = Field(max_length=120)
+    cadence: str | None = Field(default=None, max_length=16)
+    at_time: str | None = Field(default=None, max_length=5)
+    timezone: str = Field(max_length=64)
+    formats: list[str] = json_column(lambda: ["pdf"])
+    subject: str | None = Field(default=None, max_length=300)
+    params: dict[str, Any] = json_column(dict)
+    active: bool = Field(default=True)
+    next_run_at: datetime | None = timestamp()
+    last_fired_at: datetime | None = timestamp()
+    last_status: str | None = Field(default=None, max_length=16)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    misfire_grace_seconds: int = Field(default=3600)
+    created_by: str | None = Field(default=None, max_length=320)
+    created_at: datetime = created_at()
+    updated_at: datetime | None = timestamp()
+
+
+class ScheduleRecipient(SQLModel, table=True):
+    """An e-mail address or Telegram chat id a schedule sends to (at most 20 per schedule)."""
+
+    __tablename__ = "schedule_recipient"
+    __table_args__ = (sa.UniqueConstraint("schedule_id", "channel", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = parent("schedule.id")
+    channel: Channel = Field(sa_type=sa.String(16))
+    address: str = Field(max_length=320)

@@ -1,0 +1,106 @@
+"""herald's one settings object, read from the environment and a `.env` file.
+
+Names from the systems herald replaces (`MAIL_*`, `RENDER_PDF_STUB`, ...) keep
+their meaning; herald's own settings carry the `HERALD_` prefix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.errors import SettingsError
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Everything herald reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field("sqlite:///herald.db", validation_alias=_env("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+
+    mail_from: str | None = Field(None, validation_alias=_env("MAIL_FROM"))
+    mail_smtp_host: str | None = Field(None, validation_alias=_env("MAIL_SMTP_HOST"))
+    mail_smtp_port: int = Field(587, ge=1, le=65535, validation_alias=_env("MAIL_SMTP_PORT"))
+    mail_smtp_user: str | None = Field(None, validation_alias=_env("MAIL_SMTP_USER"))
+    mail_smtp_pass: SecretStr | None = Field(None, validation_alias=_env("MAIL_SMTP_PASS"))
+    mail_smtp_secure: bool = Field(False, validation_alias=_env("MAIL_SMTP_SECURE"))
+
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_api_url: str | None = Field(None, validation_alias=_env("TELEGRAM_API_URL"))
+
+    render_pdf_stub: bool = Field(False, validation_alias=_env("RENDER_PDF_STUB"))
+
+    shards: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["default"], validation_alias=_env("HERALD_SHARDS")
+    )
+    redis_namespace: str = Field("herald", validation_alias=_env("HERALD_REDIS_NAMESPACE"))
+    misfire_grace_seconds: int = Field(
+        3600, ge=60, validation_alias=_env("HERALD_MISFIRE_GRACE_SECONDS")
+    )
+    max_recipients: int = Field(20, ge=1, le=1000, validation_alias=_env("HERALD_MAX_RECIPIENTS"))
+    query_timeout_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("HERALD_QUERY_TIMEOUT_SECONDS")
+    )
+    chromium_path: str | None = Field(None, validation_alias=_env("HERALD_CHROMIUM_PATH"))
+    artifact_retention_days: int = Field(
+        30, ge=1, validation_alias=_env("HERALD_ARTIFACT_RETENTION_DAYS")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, url: str) -> str:
+        # Accept the URLs people paste (postgres://, postgresql://) and use psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _split_shards(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not value:
+            raise ValueError("must name at least one shard, e.g. shard-a,shard-b")
+        return value
+
+
+_ENV_NAMES = {
+    name: (field.validation_alias.choices[0] if field.validation_alias else name.upper())
+    for name, field in Settings.model_fields.items()
+}
+
+
+# Values that may carry credentials are never echoed back in an error.
+_SECRET_FIELDS = {"database_url", "redis_url", "mail_smtp_pass", "telegram_bot_token"}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning pydantic's report into one sentence naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        env_name = _ENV_NAMES.get(field, field)
+        shown = "" if field in _SECRET_FIELDS else f", got {first.get('input')!r}"
+        raise SettingsError(
+            f"{env_name} is invalid ({first['msg']}{shown}); fix it in the environment or .env."
+        ) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
+    return load_settings()

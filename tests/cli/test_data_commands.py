@@ -1,0 +1,144 @@
+"""The data half of the CLI: happy paths, and every refusal with its sentence,
+its exit status and no row written. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, SQLModel
+
+from models.catalog import count_rows, verify_password
+from models.tenancy import User
+
+REPORT = Path(__file__).parents[1] / "fixtures" / "video-performance.yaml"
+
+
+def row_counts(session: Session) -> dict[str, int]:
+    session.expire_all()
+    return {t.name: count_rows(session, t) for t in SQLModel.metadata.sorted_tables}
+
+
+@pytest.fixture
+def acme(cli) -> None:
+    for args in (["tenant", "add", "acme", "--name", "Acme", "--timezone", "Europe/Moscow",
+                  "--email", "ops@acme.example"],
+                 ["report", "add", "--tenant", "acme", REPORT]):
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+
+
+def test_tenant_report_schedule_round_trip(cli, acme) -> None:
+    result = cli("schedule", "add", "--tenant", "acme", "--report", "video-performance",
+                 "--cadence", "weekly", "--at", "09:30", "--format", "pdf", "--format", "csv",
+                 "--email", "Boss@Example.COM", "--telegram", "-1001234567890",
+                 "--subject", "Weekly views", "--json")
+    assert result.exit_code == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["cron"] == "30 9 * * 1"
+    assert created["timezone"] == "Europe/Moscow"  # the tenant's default
+    assert created["formats"] == ["pdf", "csv"]
+    assert created["next_run_at"].endswith("+00:00")
+    assert created["recipients"] == [{"channel": "email", "address": "Boss@example.com"},
+                                     {"channel": "telegram", "address": "-1001234567890"}]
+
+    assert cli("schedule", "pause", created["id"]).exit_code == 0
+    listed = json.loads(cli("schedule", "list", "--tenant", "acme", "--json").stdout)
+    assert [(s["id"], s["active"]) for s in listed] == [(created["id"], False)]
+    assert cli("schedule", "resume", created["id"]).exit_code == 0
+    listed = json.loads(cli("schedule", "list", "--tenant", "acme", "--json").stdout)
+    assert listed[0]["active"] is True
+
+
+def test_report_add_updates_by_slug(cli, acme, tmp_path: Path) -> None:
+    changed = tmp_path / "r.yaml"
+    changed.write_text(REPORT.read_text().replace("title: Video performance", "title: Views v2"))
+    result = cli("report", "add", "--tenant", "acme", changed, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["created"] is False
+    assert json.loads(result.stdout)["title"] == "Views v2"
+
+
+def test_tenant_json_hides_the_datasource_password(cli) -> None:
+    result = cli("tenant", "add", "beta", "--name", "Beta", "--json",
+                 "--datasource", "postgresql://reader:s3cret-pw@db.internal/beta")
+    assert result.exit_code == 0, result.stderr
+    assert "s3cret-pw" not in result.stdout
+    assert json.loads(result.stdout)["datasource"] == "postgresql://reader:***@db.internal/beta"
+
+
+def test_user_add_reads_the_password_from_stdin(cli, acme, session: Session) -> None:
+    result = cli("user", "add", "ana@acme.example", "--tenant", "acme", "--role", "editor",
+                 "--password-stdin", "--json", input="correct horse battery\n")
+    assert result.exit_code == 0, result.stderr
+    assert "generated_password" not in json.loads(result.stdout)
+    user = session.exec(User.__table__.select()).one()
+    assert verify_password(User(**user._mapping), "correct horse battery")
+    assert not verify_password(User(**user._mapping), "wrong")
+
+
+SCHEDULE = ["schedule", "add", "--tenant", "acme", "--report", "video-performance"]
+TOO_MANY = [arg for i in range(21) for arg in ("--email", f"r{i}@example.com")]
+
+REFUSALS = [
+    pytest.param(["tenant", "add", "other", "--name", "O", "--timezone", "Mars/Olympus"],
+                 "Unknown timezone 'Mars/Olympus'; use an IANA name", id="tenant-timezone"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * *", "--timezone", "Europe/Narnia"],
+                 "Invalid cron expression '0 9 * *'", id="cron-before-timezone"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--timezone", "Europe/Narnia"],
+                 "Unknown timezone 'Europe/Narnia'", id="schedule-timezone"),
+    pytest.param([*SCHEDULE, "--cron", "61 25 * * *"],
+                 "Invalid cron expression '61 25 * * *'; use five fields", id="malformed-cron"),
+    pytest.param([*SCHEDULE, "--cron", "0 0 9 * * *"],
+                 "Invalid cron expression '0 0 9 * * *'", id="six-field-cron"),
+    pytest.param([*SCHEDULE, "--cadence", "daily"],
+                 "--cadence daily needs --at HH:MM", id="cadence-without-at"),
+    pytest.param([*SCHEDULE, "--cadence", "daily", "--at", "9.30"],
+                 "--at '9.30' is not a time of day; write it as HH:MM", id="bad-hhmm"),
+    pytest.param([*SCHEDULE, "--cadence", "daily", "--at", "24:00"],
+                 "--at '24:00' is not a time of day", id="hour-out-of-range"),
+    pytest.param([*SCHEDULE, "--cadence", "hourly", "--at", "09:00"],
+                 "Unknown cadence 'hourly'; use daily, weekly or monthly", id="bad-cadence"),
+    pytest.param([*SCHEDULE], "A schedule needs --cron EXPR or --cadence", id="no-timing"),
+    pytest.param([*SCHEDULE, "--cadence", "daily", "--at", "09:00", *TOO_MANY],
+                 "21 recipients given; a schedule may have at most 20", id="too-many-recipients"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--email", "not-an-address"],
+                 "'not-an-address' is not a valid e-mail address", id="invalid-email"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--telegram", "@somechat"],
+                 "Telegram chat id '@somechat' is not numeric", id="non-numeric-chat"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--format", "xlsx"],
+                 "Unknown format 'xlsx'; use pdf, csv or both", id="bad-format"),
+    pytest.param(["schedule", "add", "--tenant", "nobody", "--report", "video-performance",
+                  "--cron", "0 9 * * *"], "No tenant 'nobody'", id="unknown-tenant"),
+    pytest.param([*SCHEDULE[:-1], "no-such-report", "--cron", "0 9 * * *"],
+                 "Tenant 'acme' has no report 'no-such-report'", id="unknown-report"),
+    pytest.param(["report", "add", "--tenant", "nobody", str(REPORT)],
+                 "No tenant 'nobody'", id="report-unknown-tenant"),
+    pytest.param(["tenant", "add", "acme", "--name", "Acme again"],
+                 "A tenant with slug 'acme' already exists", id="duplicate-slug"),
+    pytest.param(["tenant", "add", "Bad Slug", "--name", "X"],
+                 "Tenant slug 'Bad Slug' is not valid", id="bad-slug"),
+    pytest.param(["tenant", "add", "other", "--name", "O", "--email", "x@", "--telegram", "1"],
+                 "'x@' is not a valid e-mail address", id="tenant-invalid-email"),
+    pytest.param(["tenant", "add", "other", "--name", "O", "--datasource", "nonsense"],
+                 "--datasource is not a usable database URL", id="bad-datasource"),
+    pytest.param(["user", "add", "x@acme.example", "--tenant", "acme", "--role", "owner"],
+                 "Unknown role 'owner'; use viewer, editor or admin", id="bad-role"),
+    pytest.param(["schedule", "pause", "999"], "No schedule 999", id="unknown-schedule"),
+    pytest.param(["cron", "next", "* * * *"], "Invalid cron expression", id="cron-next-malformed"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSALS)
+def test_invalid_input_is_one_sentence_exit_1_and_writes_nothing(
+    cli, acme, session: Session, args: list[str], message: str
+) -> None:
+    before = row_counts(session)
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+    assert row_counts(session) == before
