@@ -13,6 +13,7 @@ croniter alone fires `30 1 * * *` twice on a fall-back day; this module does not
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 from collections.abc import Iterator
@@ -28,9 +29,9 @@ from models.errors import InvalidInput
 
 MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-# Wall times are iterated from this far before `after`, so the second pass
-# through a repeated hour is never missed (no zone shifts by more than 2 h).
-_FOLD_MARGIN = timedelta(hours=3)
+# No zone shifts its clock by more than this at once; used to look for a
+# fall-back just ahead, whose repeated wall times lie behind `after`'s.
+_MAX_SHIFT = timedelta(hours=3)
 
 
 class Cadence(StrEnum):
@@ -137,15 +138,29 @@ def _instants(wall: datetime, zone: ZoneInfo, real_time: bool) -> list[datetime]
     return [first.astimezone(UTC)]
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(expr: str, timezone: str) -> tuple[str, ZoneInfo, bool]:
+    expr = validate_cron(expr)
+    return expr, parse_timezone(timezone), follows_real_time(expr)
+
+
+def _first_wall(after: datetime, zone: ZoneInfo) -> datetime:
+    """Where to start iterating wall times so no fire after `after` is skipped.
+
+    Normally `after`'s own wall time; when the clock falls back within the next
+    few hours, that much earlier, since the repeated wall times come again.
+    """
+    local = after.astimezone(zone)
+    shift = local.utcoffset() - (after + _MAX_SHIFT).astimezone(zone).utcoffset()
+    return local.replace(tzinfo=None) - max(shift, timedelta(0))
+
+
 def iter_fires(expr: str, timezone: str, after: datetime) -> Iterator[datetime]:
     """Fire instants (aware UTC) strictly after `after`, in increasing order."""
     if after.tzinfo is None:
         raise ValueError("after must be an aware datetime")
-    expr = validate_cron(expr)
-    zone = parse_timezone(timezone)
-    real_time = follows_real_time(expr)
-    start = after.astimezone(zone).replace(tzinfo=None) - _FOLD_MARGIN
-    walls = croniter(expr, start)
+    expr, zone, real_time = _compiled(expr, timezone)
+    walls = croniter(expr, _first_wall(after, zone))
     pending: list[datetime] = []
     last = after.astimezone(UTC)
     while True:
@@ -180,7 +195,7 @@ def latest_fire_at_or_before(
     A schedule down for a month with a per-minute cron is not replayed minute by
     minute: the window doubles back from `now` until it holds a fire.
     """
-    window = timedelta(hours=1)
+    window = timedelta(minutes=10)
     while True:
         start = max(not_before, now - window)
         latest = None

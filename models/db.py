@@ -55,11 +55,14 @@ def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -67,10 +70,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_begin_immediate(connection: sa.Connection) -> None:
+    # SQLite's single-writer equivalent of FOR UPDATE: a claiming transaction
+    # (see `claiming_session`) takes the write lock when it begins, so two ticks
+    # cannot both read the same due rows and then both write.
+    immediate = connection.get_execution_options().get(CLAIM_OPTION)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+CLAIM_OPTION = "herald_claim"
+
+
 @contextlib.contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    with Session(get_engine(url), expire_on_commit=False) as session:
+def session_scope(url: str | None = None, *, claim: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    `claim=True` is for transactions that read rows in order to claim them: on
+    SQLite it begins with the write lock held; on PostgreSQL the caller uses
+    `FOR UPDATE SKIP LOCKED`.
+    """
+    engine = get_engine(url)
+    if claim:
+        engine = engine.execution_options(**{CLAIM_OPTION: True})
+    with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

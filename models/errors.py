@@ -26,3 +26,8 @@ class Conflict(HeraldError):
 
 class InvalidTransition(HeraldError):
     """Raised when a run or delivery is moved to a state its current state does not allow."""
+
+
+class QueryError(HeraldError):
+    """Raised when a report's SQL fails in the tenant's database (a refused write, a
+    timeout, a missing column). Permanent: running it again gives the same answer."""

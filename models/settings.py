@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("HERALD_QUERY_TIMEOUT_SECONDS")
     )
+    lease_seconds: int = Field(60, ge=5, le=3600, validation_alias=_env("HERALD_LEASE_SECONDS"))
+    requeue_after_seconds: int = Field(
+        60, ge=5, le=3600, validation_alias=_env("HERALD_REQUEUE_AFTER_SECONDS")
+    )
+    max_run_attempts: int = Field(3, ge=1, le=20, validation_alias=_env("HERALD_MAX_RUN_ATTEMPTS"))
+    pdf_table_max_rows: int = Field(
+        1000, ge=1, le=100_000, validation_alias=_env("HERALD_PDF_TABLE_MAX_ROWS")
+    )
+    tick_batch_size: int = Field(500, ge=1, le=10_000, validation_alias=_env("HERALD_TICK_BATCH_SIZE"))
     chromium_path: str | None = Field(None, validation_alias=_env("HERALD_CHROMIUM_PATH"))
     artifact_retention_days: int = Field(
         30, ge=1, validation_alias=_env("HERALD_ARTIFACT_RETENTION_DAYS")

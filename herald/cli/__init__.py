@@ -6,6 +6,7 @@ import typer
 
 from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
+from herald.cli.runs import run_command, runs_command, send_now, tick_command
 from herald.cli.schedules import cron_app, schedule_app
 from models.settings import get_settings
 
@@ -32,6 +33,10 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(user_app, name="user")
 app.add_typer(cron_app, name="cron")
 app.command("demo")(reports_errors(demo))
+app.command("tick")(tick_command)
+app.command("send-now")(send_now)
+app.command("run")(run_command)
+app.command("runs")(runs_command)
 
 
 def main() -> None:

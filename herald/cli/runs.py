@@ -1,0 +1,90 @@
+"""`herald tick`, `send-now`, `run`, `runs`: driving and reading the pipeline from a shell."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from herald.cli.common import parse_instant, print_json, reports_errors
+from models.db import session_scope, utcnow
+from models.history import list_runs
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+@reports_errors
+def tick_command(
+    now: Annotated[str | None, typer.Option(help="ISO 8601 instant to tick at; default now.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """One dispatcher tick in this process: claim due schedules and enqueue their runs."""
+    from jobs.actors import dispatch_runs
+    from jobs.tick import tick
+
+    report = tick(parse_instant(now), dispatch_runs)
+    data = {"queued": [r for r, _ in report.queued], "missed": report.missed,
+            "flagged": report.flagged, "requeued": [r for r, _ in report.requeued]}
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"queued {len(data['queued'])} runs, {data['missed']} missed, "
+                   f"{data['flagged']} schedules flagged, {len(data['requeued'])} re-enqueued")
+
+
+def _manual_run(schedule_id: int) -> int:
+    from jobs.outbox import create_manual_run
+    from models.scheduling import get_schedule
+
+    with session_scope() as session:
+        return create_manual_run(session, get_schedule(session, schedule_id), utcnow()).id
+
+
+@reports_errors
+def send_now(schedule_id: int) -> None:
+    """Run a schedule now, through the same queue as the tick."""
+    from jobs.actors import dispatch_runs
+
+    with session_scope() as session:
+        from models.scheduling import get_schedule
+
+        tenant_id = get_schedule(session, schedule_id).tenant_id
+    run_id = _manual_run(schedule_id)
+    dispatch_runs([(run_id, tenant_id)])
+    typer.echo(f"run {run_id} queued for schedule {schedule_id}")
+
+
+@reports_errors
+def run_command(schedule_id: int, json_out: JsonOption = False) -> None:
+    """Run a schedule's whole pipeline synchronously in this process."""
+    from jobs.pipeline import run_pipeline
+
+    run_id = _manual_run(schedule_id)
+    run_pipeline(run_id)
+    with session_scope() as session:
+        data = list_runs(session, schedule_id=schedule_id, limit=50)
+    data = next(r for r in data if r["id"] == run_id)
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(f"run {run_id}: {data['status']}" + (f" ({data['error']})" if data["error"] else ""))
+    if data["status"] not in ("success",):
+        raise typer.Exit(1)
+
+
+@reports_errors
+def runs_command(
+    tenant: Annotated[str | None, typer.Option(help="Tenant slug.")] = None,
+    schedule: Annotated[int | None, typer.Option(help="Schedule id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json_out: JsonOption = False,
+) -> None:
+    """Run and delivery history, newest first."""
+    with session_scope() as session:
+        rows = list_runs(session, tenant_slug=tenant, schedule_id=schedule, limit=limit)
+    if json_out:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} {row['scheduled_for']}  "
+                   f"{row['status']:<8} {row['error'] or ''}")

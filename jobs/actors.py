@@ -1,0 +1,68 @@
+"""Dramatiq actors: thin wrappers that take ids, call a plain function, pass ids on.
+
+Every actor states its limits; Dramatiq's defaults (20 retries over a week)
+are wrong for anything a person receives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import dramatiq
+from periodiq import cron
+
+from jobs import pipeline
+from jobs.shards import query_queue, shard_for
+from jobs.tick import QueuedRun, tick
+from models.db import utcnow
+from models.settings import get_settings
+
+log = logging.getLogger("herald.actors")
+MINUTE_MS = 60_000
+
+
+def dispatch_runs(runs: Sequence[QueuedRun]) -> None:
+    """Send each run's query stage to its tenant's shard queue.
+
+    In the embedded mode (no REDIS_URL) there are no workers: the pipeline runs here.
+    """
+    settings = get_settings()
+    if settings.redis_url is None:
+        for run_id, _tenant_id in runs:
+            pipeline.run_pipeline(run_id)
+        return
+    shards = settings.shards
+    broker = dramatiq.get_broker()
+    for run_id, tenant_id in runs:
+        message = query_stage.message(run_id).copy(queue_name=query_queue(shard_for(tenant_id, shards)))
+        broker.enqueue(message)
+
+
+@dramatiq.actor(queue_name="tick", periodic=cron("* * * * *"), max_retries=0,
+                time_limit=50_000)
+def tick_actor() -> None:
+    """Every minute (periodiq): claim due schedules, recover stale runs. Safe to run twice."""
+    tick(utcnow(), dispatch_runs)
+
+
+@dramatiq.actor(queue_name=query_queue(get_settings().shards[0]), max_retries=3,
+                min_backoff=5_000, max_backoff=60_000,
+                time_limit=int(get_settings().query_timeout_seconds * 1000) + 5 * MINUTE_MS)
+def query_stage(run_id: int) -> None:
+    """Claim the run and query the tenant's database; routed per message to the tenant's shard."""
+    if pipeline.query_stage(run_id):
+        render_stage.send(run_id)
+
+
+@dramatiq.actor(queue_name="render", max_retries=2, min_backoff=5_000, max_backoff=60_000,
+                time_limit=10 * MINUTE_MS)
+def render_stage(run_id: int) -> None:
+    if pipeline.render_stage(run_id):
+        deliver_stage.send(run_id)
+
+
+@dramatiq.actor(queue_name="deliver", max_retries=5, min_backoff=10_000, max_backoff=5 * MINUTE_MS,
+                time_limit=30 * MINUTE_MS)
+def deliver_stage(run_id: int) -> None:
+    pipeline.deliver_stage(run_id)
