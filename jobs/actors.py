@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
 from periodiq import cron
@@ -34,9 +35,19 @@ def dispatch_runs(runs: Sequence[QueuedRun]) -> None:
         return
     shards = settings.shards
     broker = dramatiq.get_broker()
-    for run_id, tenant_id in runs:
-        message = query_stage.message(run_id).copy(queue_name=query_queue(shard_for(tenant_id, shards)))
-        broker.enqueue(message)
+    messages = [query_stage.message(run_id).copy(queue_name=query_queue(shard_for(tenant_id, shards)))
+                for run_id, tenant_id in runs]
+    if len(messages) < _PARALLEL_FROM:
+        for message in messages:
+            broker.enqueue(message)
+        return
+    # One broker round trip per message: overlap them (the Redis client's pool is thread-safe).
+    with ThreadPoolExecutor(max_workers=_ENQUEUE_THREADS, thread_name_prefix="enqueue") as pool:
+        list(pool.map(broker.enqueue, messages))
+
+
+_PARALLEL_FROM = 32
+_ENQUEUE_THREADS = 8
 
 
 @dramatiq.actor(queue_name="tick", periodic=cron("* * * * *"), max_retries=0,

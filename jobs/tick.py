@@ -97,10 +97,12 @@ def claim_due_batch(session: Session, now: datetime, limit: int) -> _Batch:
     queued: list[QueuedRun] = []
     if runs:
         insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+        # executemany form: compiled once, sent in batches ("insertmanyvalues").
         created = session.execute(
-            insert(RUNS).values(runs)
+            insert(RUNS)
             .on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"])
-            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status)
+            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status),
+            runs,
         ).all()
         queued = [(r.id, r.tenant_id) for r in created if r.status == RunStatus.QUEUED]
     by_id = SCHEDULES.c.id == sa.bindparam("b_id")

@@ -220,6 +220,22 @@ class DueSlot:
 def plan_due_slot(
     expr: str, timezone: str, due_at: datetime, now: datetime, grace: timedelta
 ) -> DueSlot:
-    """Coalesce every slot in [due_at, now] into the latest; past `grace` it is MISSED."""
-    slot = latest_fire_at_or_before(expr, timezone, now, due_at) or due_at
+    """Coalesce every slot in [due_at, now] into the latest; past `grace` it is MISSED.
+
+    The common case (a slot or two since the last tick) walks forward from
+    `due_at` on one iterator, whose first fire past `now` is the next run; a
+    long outage searches back from `now` instead of replaying every slot.
+    """
+    fires = iter_fires(expr, timezone, due_at - timedelta(microseconds=1))
+    latest = None
+    for _ in range(_FORWARD_STEPS):
+        fire = next(fires)
+        if fire > now:
+            slot = latest or due_at
+            return DueSlot(slot=slot, missed=now - slot > grace, next_run_at=fire)
+        latest = fire
+    slot = latest_fire_at_or_before(expr, timezone, now, latest)
     return DueSlot(slot=slot, missed=now - slot > grace, next_run_at=next_fire(expr, timezone, now))
+
+
+_FORWARD_STEPS = 8

@@ -26,6 +26,9 @@ from models.errors import QueryError
 
 READ_ONLY_SQLSTATE = "25006"
 QUERY_CANCELED_SQLSTATE = "57014"
+# What DECLARE ... CURSOR says of a statement it cannot wrap: a syntax error, or a
+# data-modifying WITH (feature not supported).
+NOT_A_CURSOR_QUERY = {"42601", "0A000"}
 
 
 @dataclass(frozen=True)
@@ -99,19 +102,36 @@ def run_query(conn: Connection, sql: str, params: Mapping[str, Any], cap: int,
               where: str, timeout_s: float) -> QueryResult:
     """Run one query, keeping the first `cap` rows and counting the rest without holding them."""
     bound = {name: params[name] for name in bind_names(sql) if name in params}
+    statement = sa.text(sql)
+    # Per statement: Connection.execution_options() would change the connection in place.
+    streamed = statement.execution_options(stream_results=True)
     try:
-        result = conn.execution_options(stream_results=True).execute(sa.text(sql), bound)
-        if not result.returns_rows:
-            raise QueryError(f"{where} returned no rows; a report query must be a SELECT.")
-        columns = list(result.keys())
-        rows, total = [], 0
-        for row in result:
-            total += 1
-            if len(rows) < cap:
-                rows.append([jsonable(v) for v in row])
-        return QueryResult(columns=columns, rows=rows, total=total)
+        if conn.dialect.name != "postgresql":
+            return _collect(conn.execute(streamed, bound), cap, where)
+        try:
+            with conn.begin_nested():  # a server-side cursor: rows arrive as they are read
+                return _collect(conn.execute(streamed, bound), cap, where)
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in NOT_A_CURSOR_QUERY:
+                raise
+        # DECLARE ... CURSOR accepts only plain queries. Run anything else plainly, so that the
+        # read-only transaction, not a syntax error, is what refuses a write.
+        with conn.begin_nested():
+            return _collect(conn.execute(statement, bound), cap, where)
     except sa.exc.DBAPIError as exc:
         raise QueryError(describe_failure(exc, where, timeout_s)) from None
+
+
+def _collect(result: sa.CursorResult, cap: int, where: str) -> QueryResult:
+    if not result.returns_rows:
+        raise QueryError(f"{where} returned no rows; a report query must be a SELECT.")
+    columns = list(result.keys())
+    rows, total = [], 0
+    for row in result:
+        total += 1
+        if len(rows) < cap:
+            rows.append([jsonable(v) for v in row])
+    return QueryResult(columns=columns, rows=rows, total=total)
 
 
 def describe_failure(exc: sa.exc.DBAPIError, where: str, timeout_s: float) -> str:
