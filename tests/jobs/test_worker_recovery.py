@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import time
-from datetime import timedelta
-
 import pytest
 import sqlalchemy as sa
 
@@ -69,8 +67,10 @@ def test_a_run_on_a_killed_worker_is_finished_by_another_within_two_minutes(
         session.add(report)
         session.flush()
         tenant_id, report_id = tenant.id, report.id
-    add_schedules(url, tenant_id, report_id, 1, cron="* * * * *",
-                  next_run_at=utcnow() - timedelta(seconds=1))
+    # Due this minute, next due tomorrow: the test's repeated ticks cannot make a second slot.
+    slot = utcnow().replace(second=0, microsecond=0)
+    add_schedules(url, tenant_id, report_id, 1, cron=f"{slot.minute} {slot.hour} * * *",
+                  next_run_at=slot)
 
     def run_row() -> ReportRun | None:
         with session_scope(url) as session:
