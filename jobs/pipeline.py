@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from jobs.outbox import claim_run, finish_run, holding_lease, release_run
 from models.artifacts import store_artifact
 from models.datasource import QueryResult, read_only, run_query
 from models.db import session_scope, utcnow
@@ -25,8 +26,6 @@ from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
 
-from jobs.outbox import claim_run, finish_run, holding_lease, release_run
-
 log = logging.getLogger("herald.pipeline")
 QUERY_RESULT = "query-result"
 CHART_MAX_ROWS = 5000
@@ -36,10 +35,10 @@ def _lease() -> timedelta:
     return timedelta(seconds=get_settings().lease_seconds)
 
 
-def _load(session: Session, run_id: int) -> tuple[ReportRun, Schedule, Report, Tenant]:
+def _load(session: Session, run_id: int) -> tuple[Schedule, Report, Tenant]:
     run = session.get(ReportRun, run_id)
     schedule = session.get(Schedule, run.schedule_id)
-    return run, schedule, session.get(Report, schedule.report_id), session.get(Tenant, run.tenant_id)
+    return schedule, session.get(Report, schedule.report_id), session.get(Tenant, run.tenant_id)
 
 
 def required_columns(section: Any) -> list[str]:
@@ -92,7 +91,7 @@ def query_stage(run_id: int) -> bool:
 def _query_claimed(run_id: int, lease: timedelta) -> bool:
     with holding_lease(run_id, lease):
         with session_scope() as session:
-            run, schedule, report, tenant = _load(session, run_id)
+            schedule, report, tenant = _load(session, run_id)
             definition = report.parsed()
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url

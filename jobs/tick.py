@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from jobs.outbox import record_end
 from models import cron
 from models.db import session_scope
 from models.errors import InvalidInput
-from jobs.outbox import record_end
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings

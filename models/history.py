@@ -7,7 +7,6 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models.runs import Delivery, ReportRun
-from models.schedules import Schedule
 from models.tenancy import Tenant
 
 
@@ -39,7 +38,3 @@ def run_to_dict(run: ReportRun, deliveries: list[Delivery]) -> dict[str, Any]:
                         "attempts": d.attempts, "error": d.error,
                         "provider_message_id": d.provider_message_id} for d in deliveries],
     }
-
-
-def schedule_of(session: Session, schedule_id: int) -> Schedule | None:
-    return session.get(Schedule, schedule_id)

@@ -6,8 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import service_missing
 
 ROOT = Path(__file__).parents[1]

@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -15,6 +15,7 @@ from models.db import utcnow
 from models.errors import HeraldError
 
 F = TypeVar("F", bound=Callable[..., Any])
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 log = logging.getLogger("herald.cli")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.common import print_json, reports_errors
+from herald.cli.common import JsonOption, print_json, reports_errors
 from models import catalog, migrate
 from models.db import session_scope
 from models.definition import load_definition
@@ -17,9 +17,6 @@ db_app = typer.Typer(help="The control database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants: organisations with their own data source.", no_args_is_help=True)
 report_app = typer.Typer(help="Saved reports, defined in YAML.", no_args_is_help=True)
 user_app = typer.Typer(help="Admin users and their tenant roles.", no_args_is_help=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-
 
 @db_app.command("upgrade")
 @reports_errors

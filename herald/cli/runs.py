@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.common import parse_instant, print_json, reports_errors
+from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
 from models.db import session_scope, utcnow
 from models.history import list_runs
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+from models.scheduling import get_schedule
 
 
 @reports_errors
@@ -32,12 +31,13 @@ def tick_command(
                    f"{data['flagged']} schedules flagged, {len(data['requeued'])} re-enqueued")
 
 
-def _manual_run(schedule_id: int) -> int:
+def _manual_run(schedule_id: int) -> tuple[int, int]:
+    """A manual run of the schedule; returns (run id, tenant id)."""
     from jobs.outbox import create_manual_run
-    from models.scheduling import get_schedule
 
     with session_scope() as session:
-        return create_manual_run(session, get_schedule(session, schedule_id), utcnow()).id
+        run = create_manual_run(session, get_schedule(session, schedule_id), utcnow())
+        return run.id, run.tenant_id
 
 
 @reports_errors
@@ -45,12 +45,9 @@ def send_now(schedule_id: int) -> None:
     """Run a schedule now, through the same queue as the tick."""
     from jobs.actors import dispatch_runs
 
-    with session_scope() as session:
-        from models.scheduling import get_schedule
-
-        tenant_id = get_schedule(session, schedule_id).tenant_id
-    run_id = _manual_run(schedule_id)
-    dispatch_runs([(run_id, tenant_id)])
+    run = _manual_run(schedule_id)
+    dispatch_runs([run])
+    run_id = run[0]
     typer.echo(f"run {run_id} queued for schedule {schedule_id}")
 
 
@@ -59,7 +56,7 @@ def run_command(schedule_id: int, json_out: JsonOption = False) -> None:
     """Run a schedule's whole pipeline synchronously in this process."""
     from jobs.pipeline import run_pipeline
 
-    run_id = _manual_run(schedule_id)
+    run_id, _tenant_id = _manual_run(schedule_id)
     run_pipeline(run_id)
     with session_scope() as session:
         data = list_runs(session, schedule_id=schedule_id, limit=50)

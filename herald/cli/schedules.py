@@ -6,15 +6,12 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.common import parse_instant, print_json, reports_errors
+from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
 from models import catalog, cron, scheduling
 from models.db import session_scope, utcnow
 
 schedule_app = typer.Typer(help="Schedules: when a report goes out, and to whom.", no_args_is_help=True)
 cron_app = typer.Typer(help="Cron expressions under herald's DST policy.", no_args_is_help=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-
 
 @schedule_app.command("add")
 @reports_errors

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+
 import pytest
 import sqlalchemy as sa
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (autogenerate may render sqlmodel types)
 from alembic import op
+
 import models.db
 
 revision: str = '0001'
