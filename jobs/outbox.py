@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models.db import session_scope, utcnow
+from models.redact import redact
 from models.runs import RUN_MOVES, ReportRun, RunStatus, transition
 from models.schedules import Schedule
 from models.settings import get_settings
@@ -91,6 +92,12 @@ def holding_lease(run_id: int, lease: timedelta) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def note_error(run_id: int, error: str) -> None:
+    """Keep a running run's latest error, so an abandoned run says why."""
+    with session_scope() as session:
+        session.execute(RUNS.update().where(RUNS.c.id == run_id).values(error=redact(error)))
 
 
 def record_end(session: Session, run: ReportRun, status: RunStatus, now: datetime,

@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+import shutil
+import tempfile
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from jobs.outbox import claim_run, finish_run, holding_lease, release_run
-from models.artifacts import store_artifact
+from jobs.outbox import claim_run, finish_run, holding_lease, note_error, release_run
+from models.artifacts import read_content, run_artifact, store_artifact, store_artifact_file
+from models.base import Format
 from models.datasource import QueryResult, read_only, run_query
 from models.db import session_scope, utcnow
 from models.definition import ChartSection, KpiSection, ReportDefinition, TableSection
-from models.errors import QueryError
+from models.errors import QueryError, RenderError
 from models.redact import redact
 from models.reports import Report
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
+from renderers import RENDERERS, Document, RenderJob
 
 log = logging.getLogger("herald.pipeline")
 QUERY_RESULT = "query-result"
@@ -100,14 +107,16 @@ def _query_claimed(run_id: int, lease: timedelta) -> bool:
                        f"Tenant {tenant.slug!r} has no data source; set one with --datasource.")
             return False
         try:
-            sections = query_sections(datasource, definition, params)
+            # Sections feed the PDF; a CSV-only schedule does not run them.
+            wanted = Format.PDF in schedule.formats
+            sections = query_sections(datasource, definition, params) if wanted else []
         except QueryError as exc:
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
             return False
         with session_scope() as session:
             content = json.dumps({"params": params, "sections": sections}).encode()
             store_artifact(session, run_id=run_id, kind=QUERY_RESULT, filename=f"run-{run_id}.json",
-                           media_type="application/json", content=content, now=utcnow())
+                           media_type="application/json", source=content, now=utcnow())
     return True
 
 
@@ -116,10 +125,43 @@ def _still_running(run_id: int) -> bool:
         return session.get(ReportRun, run_id).status == RunStatus.RUNNING
 
 
+def render_job(session: Session, schedule: Schedule, report: Report, tenant: Tenant,
+               results: list[dict[str, Any]], slot: datetime, now: datetime) -> RenderJob:
+    zone = ZoneInfo(schedule.timezone)
+    definition = report.parsed()
+    return RenderJob(definition=definition, results=results,
+                     params={**definition.params, **schedule.params}, tenant=tenant.name,
+                     datasource_url=tenant.datasource_url or "",
+                     generated_at=now.astimezone(zone), period=slot.astimezone(zone).date())
+
+
 def render_stage(run_id: int) -> bool:
-    """Render the run's documents (PDF, CSV: issue 4). True when delivery should follow."""
+    """Render each of the schedule's formats into an artifact; True when delivery should follow."""
     if not _still_running(run_id):
         return False
+    with holding_lease(run_id, _lease()):
+        with session_scope() as session:
+            run = session.get(ReportRun, run_id)
+            schedule, report, tenant = _load(session, run_id)
+            stored = run_artifact(session, run_id, QUERY_RESULT)
+            results = json.loads(read_content(session, stored.id))["sections"]
+            job = render_job(session, schedule, report, tenant, results, run.scheduled_for, utcnow())
+            formats = [Format(f) for f in schedule.formats]
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"herald-run-{run_id}-") as directory:
+                for fmt in formats:
+                    document = RENDERERS[fmt](job, Path(directory))
+                    with session_scope() as session:
+                        store_artifact_file(session, document.path, run_id=run_id, kind=fmt.value,
+                                            filename=document.filename,
+                                            media_type=document.media_type, now=utcnow())
+                    log.info("run %s: %s rendered (%d bytes)", run_id, document.filename, document.size)
+        except QueryError as exc:  # the CSV query: permanent
+            finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
+            return False
+        except RenderError as exc:  # the browser: transient, retried by Dramatiq, bounded by attempts
+            note_error(run_id, f"render: {exc}")
+            raise
     return True
 
 
@@ -129,6 +171,30 @@ def deliver_stage(run_id: int) -> None:
         return
     # Until the channels exist a run that reaches delivery fails loudly, never "succeeds".
     finish_run(run_id, RunStatus.FAILED, utcnow(), "delivery channels are not built yet")
+
+
+def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
+                  now: datetime) -> Document:
+    """Render a report on demand with its default parameters, outside any schedule."""
+    from models.catalog import get_report, get_tenant
+
+    with session_scope() as session:
+        tenant = get_tenant(session, tenant_slug)
+        report = get_report(session, tenant, report_slug)
+        definition = report.parsed()
+    if not tenant.datasource_url:
+        raise QueryError(f"Tenant {tenant.slug!r} has no data source; set one with --datasource.")
+    results = query_sections(tenant.datasource_url, definition, definition.params) if fmt == Format.PDF else []
+    zone = ZoneInfo(tenant.timezone)
+    job = RenderJob(definition=definition, results=results, params=dict(definition.params),
+                    tenant=tenant.name, datasource_url=tenant.datasource_url,
+                    generated_at=now.astimezone(zone), period=now.astimezone(zone).date(),
+                    compress=False)
+    with tempfile.TemporaryDirectory(prefix="herald-export-") as directory:
+        document = RENDERERS[fmt](job, Path(directory))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(document.path, target)
+    return replace(document, path=target)
 
 
 def run_pipeline(run_id: int) -> None:

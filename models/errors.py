@@ -31,3 +31,8 @@ class InvalidTransition(HeraldError):
 class QueryError(HeraldError):
     """Raised when a report's SQL fails in the tenant's database (a refused write, a
     timeout, a missing column). Permanent: running it again gives the same answer."""
+
+
+class RenderError(HeraldError):
+    """Raised when a document cannot be rendered (the browser failed or timed out).
+    Transient: a retry with a fresh browser may succeed."""

@@ -88,18 +88,29 @@ class Delivery(SQLModel, table=True):
 
 
 class Artifact(SQLModel, table=True):
-    """A rendered document or query result, readable by every worker until it expires."""
+    """A rendered document or query result, readable by every worker until it expires.
+
+    The bytes live in `ArtifactChunk` rows of at most 1 MiB, so a large CSV is
+    written and read with constant memory.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = parent("report_run.id", nullable=True)
     kind: str = Field(max_length=32)
     filename: str = Field(max_length=300)
     media_type: str = Field(max_length=100)
-    size: int
+    size: int = Field(sa_type=sa.BigInteger)
     checksum: str = Field(max_length=64)
-    content: bytes = Field(sa_type=sa.LargeBinary)
     created_at: datetime = created_at()
     expires_at: datetime | None = timestamp(index=True)
+
+
+class ArtifactChunk(SQLModel, table=True):
+    __tablename__ = "artifact_chunk"
+
+    artifact_id: int = Field(foreign_key="artifact.id", ondelete="CASCADE", primary_key=True)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_type=sa.LargeBinary)
 
 
 def transition(row: ReportRun | Delivery, new: RunStatus | DeliveryStatus) -> None:

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         1000, ge=1, le=100_000, validation_alias=_env("HERALD_PDF_TABLE_MAX_ROWS")
     )
     tick_batch_size: int = Field(500, ge=1, le=10_000, validation_alias=_env("HERALD_TICK_BATCH_SIZE"))
+    render_timeout_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("HERALD_RENDER_TIMEOUT_SECONDS")
+    )
+    csv_compress_above_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, validation_alias=_env("HERALD_CSV_COMPRESS_ABOVE_BYTES")
+    )
+    csv_neutralise_formulas: bool = Field(True, validation_alias=_env("HERALD_CSV_NEUTRALISE_FORMULAS"))
     chromium_path: str | None = Field(None, validation_alias=_env("HERALD_CHROMIUM_PATH"))
     artifact_retention_days: int = Field(
         30, ge=1, validation_alias=_env("HERALD_ARTIFACT_RETENTION_DAYS")

@@ -1,0 +1,52 @@
+"""Renderers turn a report's data into documents; they never send.
+
+`RENDERERS` maps each `models.base.Format` to the function that renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from models.base import Format
+from models.settings import get_settings
+from renderers.document import Document, csv_filename
+from renderers.job import RenderJob
+
+
+def render_pdf_document(job: RenderJob, directory: Path) -> Document:
+    from renderers.html import format_kpi, render_html
+    from renderers.pdf import PDF_MEDIA_TYPE, print_pdf
+
+    html = render_html(job.definition, job.results, tenant=job.tenant, params=job.params,
+                       generated_at=job.generated_at)
+    kpis = [f"{s['title']}: {format_kpi(s['rows'][0][0] if s['rows'] else None)}"
+            for s in job.results if s["kind"] == "kpi"]
+    content = print_pdf(html, job.definition.title, kpis)
+    filename = f"{job.definition.slug}-{job.period.isoformat()}.pdf"
+    path = directory / filename
+    path.write_bytes(content)
+    return Document(path=path, filename=filename, media_type=PDF_MEDIA_TYPE, size=len(content))
+
+
+def render_csv_document(job: RenderJob, directory: Path) -> Document:
+    from models.errors import QueryError
+    from renderers.csv_export import render_csv
+
+    if job.definition.csv is None:
+        raise QueryError(f"Report {job.definition.slug!r} has no csv query; add a csv: section "
+                         f"or drop csv from the schedule's formats.")
+    settings = get_settings()
+    return render_csv(job.datasource_url, job.definition.csv.sql, job.params, directory,
+                      csv_filename(job.definition, job.period),
+                      timeout_s=settings.query_timeout_seconds,
+                      compress_above=(settings.csv_compress_above_bytes or None) if job.compress else None,
+                      neutralise_formulas=settings.csv_neutralise_formulas)
+
+
+RENDERERS: dict[Format, Callable[[RenderJob, Path], Document]] = {
+    Format.PDF: render_pdf_document,
+    Format.CSV: render_csv_document,
+}
+
+__all__ = ["RENDERERS", "Document", "RenderJob"]

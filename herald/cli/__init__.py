@@ -6,7 +6,7 @@ import typer
 
 from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
-from herald.cli.runs import run_command, runs_command, send_now, tick_command
+from herald.cli.runs import export_command, run_command, runs_command, send_now, tick_command
 from herald.cli.schedules import cron_app, schedule_app
 from models.settings import get_settings
 
@@ -37,6 +37,7 @@ app.command("tick")(tick_command)
 app.command("send-now")(send_now)
 app.command("run")(run_command)
 app.command("runs")(runs_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -85,3 +86,24 @@ def runs_command(
     for row in rows:
         typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} {row['scheduled_for']}  "
                    f"{row['status']:<8} {row['error'] or ''}")
+
+
+@reports_errors
+def export_command(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    report: Annotated[str, typer.Option(help="Report slug.")],
+    format: Annotated[str, typer.Option(help="pdf or csv.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the document.")],
+) -> None:
+    """Render a report now, with its default parameters, to a file."""
+    from jobs.pipeline import export_report
+    from models.base import Format
+    from models.errors import InvalidInput
+
+    try:
+        fmt = Format(format.lower())
+    except ValueError:
+        raise InvalidInput(f"Unknown format {format!r}; use pdf or csv.") from None
+    document = export_report(tenant, report, fmt, output, utcnow())
+    rows = f", {document.rows:,} rows" if document.rows is not None else ""
+    typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")

@@ -1,0 +1,26 @@
+"""What a renderer produces: a small frozen record, never sent by the renderer itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from models.definition import ReportDefinition
+
+
+@dataclass(frozen=True)
+class Document:
+    """A rendered file on local disk, ready to store as an artifact or attach."""
+
+    path: Path
+    filename: str
+    media_type: str
+    size: int
+    rows: int | None = None  # CSV: data rows written
+
+
+def csv_filename(definition: ReportDefinition, on: date) -> str:
+    """`{slug}-{YYYY-MM-DD}.csv`, or the report's own template with the same two fields."""
+    template = definition.csv.filename if definition.csv else "{slug}-{date}.csv"
+    return template.format(slug=definition.slug, date=on.isoformat())
