@@ -115,7 +115,9 @@ def _write_rows(url: str, sql: str, bound: Mapping[str, Any], target: BinaryIO,
                 timeout_s: float, neutralise_formulas: bool) -> int:
     text = io.TextIOWrapper(target, encoding="utf-8", newline="", write_through=True)
     try:
-        writer = csv.writer(text, lineterminator="\n")
+        # RFC 4180 line ends: csv.writer quotes a field holding any character of the terminator,
+        # so CR and LF inside values are both quoted.
+        writer = csv.writer(text, lineterminator="\r\n")
         rows = 0
         with read_only(url, timeout_s) as conn:
             try:
