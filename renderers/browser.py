@@ -1,9 +1,12 @@
 """Chromium through Playwright: one browser per thread, reused, replaced when it dies.
 
 Each thread keeps its own event loop, Playwright driver and browser, created
-lazily (after a worker forks) and reused across renders; every render gets a
+lazily (after a worker forks) and reused across renders. Every render gets a
 fresh context with JavaScript off and every network request aborted, closed
-in `finally`. The async API lets a render time out cleanly with `wait_for`.
+after it. A new page costs a renderer process (~140 ms), so the next render's
+context and page are started while the current one prints: Chromium spawns
+it in parallel, and no context ever serves two reports. The async API lets a
+render time out cleanly with `wait_for`.
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ class _ThreadBrowser:
     loop: asyncio.AbstractEventLoop
     playwright: Playwright | None = None
     browser: Browser | None = None
+    spare: asyncio.Task | None = None   # the next render's fresh context and page
     launches: int = 0
     pid: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: set[asyncio.Task] = field(default_factory=set)
 
 
 class ChromiumPrinter:
@@ -91,14 +96,34 @@ class ChromiumPrinter:
         log.info("launched Chromium (%s launch in this thread)", state.launches)
         return state.browser
 
-    async def _print(self, state: _ThreadBrowser, html: str, title: str) -> bytes:
-        browser = await self._browser(state)
+    async def _fresh_page(self, browser: Browser) -> tuple[BrowserContext, Page]:
         context = await browser.new_context(java_script_enabled=False, service_workers="block",
                                             offline=True)
         try:
             # Nothing from a report reaches the network: every request but inline data is aborted.
             await context.route("**/*", _block_all_but_data)
-            page = await context.new_page()
+            return context, await context.new_page()
+        except BaseException:
+            await context.close()
+            raise
+
+    async def _take_page(self, state: _ThreadBrowser) -> tuple[BrowserContext, Page]:
+        spare, state.spare = state.spare, None
+        fresh = None
+        if spare is not None:
+            try:
+                fresh = await spare
+            except PlaywrightError:
+                fresh = None  # the browser died since; launch again below
+        browser = await self._browser(state)
+        if fresh is None:
+            fresh = await self._fresh_page(browser)
+        state.spare = state.loop.create_task(self._fresh_page(browser))
+        return fresh
+
+    async def _print(self, state: _ThreadBrowser, html: str, title: str) -> bytes:
+        context, page = await self._take_page(state)
+        try:
             await page.set_content(html, wait_until="load")
             return await page.pdf(format="A4", print_background=True, display_header_footer=True,
                                   header_template="<span></span>",
@@ -106,10 +131,9 @@ class ChromiumPrinter:
                                                                  f"<span>{escape(title)}</span>"),
                                   margin={"top": "16mm", "bottom": "18mm", "left": "14mm", "right": "14mm"})
         finally:
-            try:
-                await asyncio.wait_for(context.close(), 5)
-            except (PlaywrightError, asyncio.TimeoutError):
-                pass
+            closing = state.loop.create_task(_close_quietly(context))
+            state.closing.add(closing)
+            closing.add_done_callback(state.closing.discard)
 
     def print_pdf(self, html: str, title: str = "") -> bytes:
         """The HTML as PDF bytes; a dead browser is replaced once, a slow render is a RenderError."""
@@ -132,12 +156,27 @@ class ChromiumPrinter:
         raise AssertionError("unreachable")
 
     def _discard(self, state: _ThreadBrowser) -> None:
+        """Drop the browser (and the page prepared in it); the next render launches another."""
+        spare, state.spare = state.spare, None
         browser, state.browser = state.browser, None
-        if browser is not None:
-            try:
-                state.loop.run_until_complete(asyncio.wait_for(browser.close(), 5))
-            except (PlaywrightError, asyncio.TimeoutError):
-                pass
+
+        async def shut() -> None:
+            if state.closing:
+                await asyncio.gather(*state.closing, return_exceptions=True)
+            if spare is not None:
+                spare.cancel()
+                try:
+                    context, _page = await spare
+                    await _close_quietly(context)
+                except (asyncio.CancelledError, PlaywrightError):
+                    pass
+            if browser is not None:
+                await asyncio.wait_for(browser.close(), 5)
+
+        try:
+            state.loop.run_until_complete(shut())
+        except (PlaywrightError, asyncio.TimeoutError):
+            pass
 
     @property
     def launches(self) -> int:
@@ -153,6 +192,13 @@ class ChromiumPrinter:
             state.loop.run_until_complete(state.playwright.stop())
         state.loop.close()
         self._local.state = None
+
+
+async def _close_quietly(context: BrowserContext) -> None:
+    try:
+        await asyncio.wait_for(context.close(), 5)
+    except (PlaywrightError, asyncio.TimeoutError):
+        pass
 
 
 async def _block_all_but_data(route) -> None:
