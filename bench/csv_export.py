@@ -1,0 +1,141 @@
+"""CSV export of 1,000,000 rows × 12 columns (seed 002's columns) from PostgreSQL.
+
+(herald) renderers.csv_export: COPY with formula neutralisation done by the server.
+(raw)    psycopg COPY (…) TO STDOUT WITH (FORMAT csv, HEADER), nothing else.
+(seed)   seed 002's method: LIMIT/OFFSET pages of 1,000 rows through csv.writer. Its
+         cost grows with the square of the rows, so it runs until --seed-seconds and
+         reports how far it got.
+Each method runs in its own process; peak RSS is that process's maximum.
+
+    python bench/csv_export.py [--rows 1000000] [--seed-seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg  # noqa: E402
+
+PG_ADMIN = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+COLUMNS = ["title", "video_url", "platform", "status", "campaign_tag", "channel_username",
+           "published_at", "created_at", "views", "likes", "comments", "reposts"]
+QUERY = f"SELECT {', '.join(COLUMNS)} FROM videos ORDER BY id"
+
+
+def populate(libpq_url: str, rows: int) -> None:
+    with psycopg.connect(libpq_url) as conn:
+        conn.execute("""CREATE TABLE videos (id bigint PRIMARY KEY, title text, video_url text,
+            platform text, status text, campaign_tag text, channel_username text, published_at date,
+            created_at timestamptz, views bigint, likes bigint, comments bigint, reposts bigint)""")
+        # One title in 50 looks like a formula, so neutralising has work to do.
+        conn.execute("""INSERT INTO videos SELECT i,
+                CASE WHEN i %% 50 = 0 THEN '=SUM(A' || i || ')' ELSE 'Video number ' || i END,
+                'https://videos.example.com/watch/' || i,
+                (ARRAY['tiktok','youtube','instagram','vk'])[1 + i %% 4],
+                CASE WHEN i %% 9 = 0 THEN 'archived' ELSE 'active' END,
+                'Campaign ' || chr((65 + i %% 5)::int), '@creator' || (i %% 997),
+                date '2025-01-01' + (i %% 600)::int, timestamptz '2025-01-01' + i * interval '37 seconds',
+                (i * 7919) %% 5000000, (i * 31) %% 100000, i %% 5000, i %% 700
+            FROM generate_series(1::bigint, %s) AS i""", (rows,))
+        conn.execute("ANALYZE videos")
+
+
+def child(method: str, url: str, limit_seconds: float) -> None:
+    """Run one method in this process; print rows, seconds and peak RSS as JSON."""
+    target = Path(tempfile.mkstemp(suffix=".csv")[1])
+    from renderers.csv_export import export_csv  # imported before the clock starts
+
+    started = time.perf_counter()
+    rows, complete = 0, True
+    with target.open("wb") as out:
+        if method == "herald":
+            rows = export_csv(url, QUERY, {}, out, timeout_s=600)
+        elif method == "raw":
+            with psycopg.connect(url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
+                with cur.copy(f"COPY ({QUERY}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+                    for chunk in copy:
+                        out.write(chunk)
+                rows = cur.rowcount
+        else:  # seed 002: pages of 1,000 with LIMIT/OFFSET
+            text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+            writer = csv.writer(text)
+            writer.writerow(COLUMNS)
+            with psycopg.connect(url.replace("+psycopg", "")) as conn:
+                offset = 0
+                while True:
+                    page = conn.execute(f"{QUERY} LIMIT 1000 OFFSET %s", (offset,)).fetchall()
+                    writer.writerows(page)
+                    rows += len(page)
+                    offset += 1000
+                    if len(page) < 1000:
+                        break
+                    if time.perf_counter() - started > limit_seconds:
+                        complete = False
+                        break
+            text.flush()
+            text.detach()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"rows": rows, "seconds": seconds, "complete": complete,
+                      "bytes": target.stat().st_size,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    target.unlink()
+
+
+def run(method: str, url: str, limit_seconds: float) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", method, "--url", url,
+                             "--seed-seconds", str(limit_seconds)],
+                            check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed-seconds", type=float, default=120)
+    parser.add_argument("--child")
+    parser.add_argument("--url")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.url, args.seed_seconds)
+        return
+
+    name = f"herald_bench_{uuid.uuid4().hex[:10]}"
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        populate(f"{base}/{name}", args.rows)
+        url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+        run("raw", url, 0)  # warm the table into the page cache
+        results = {m: run(m, url, args.seed_seconds) for m in ("raw", "herald", "seed")}
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    print(f"{args.rows:,} rows × {len(COLUMNS)} columns from PostgreSQL to a CSV file")
+    for method, r in results.items():
+        rate = r["rows"] / r["seconds"]
+        done = "" if r["complete"] else f"  (stopped after {r['seconds']:.0f} s at {r['rows']:,} rows)"
+        print(f"  {method:<7} {rate:>10,.0f} rows/s  {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:6.1f} MB"
+              f"  {r['bytes'] / 2**20:7.1f} MiB{done}")
+    herald, raw, seed = (results[m]["rows"] / results[m]["seconds"] for m in ("herald", "raw", "seed"))
+    print(f"  herald / raw COPY: {herald / raw:.2f}  (goal >= 0.8, neutralisation on)")
+    print(f"  herald / seed 002 (over the rows it reached): {herald / seed:.1f}x")
+    print(f"  herald peak RSS {results['herald']['peak_rss_mb']:.0f} MB (goal <= 150 MB)")
+
+
+if __name__ == "__main__":
+    main()
