@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlmodel import Session, select
@@ -168,7 +169,7 @@ def add_user(
 def verify_password(user: User, password: str) -> bool:
     try:
         return _hasher.verify(user.password_hash, password)
-    except Exception:  # argon2 raises several mismatch/invalid-hash types; all mean "no"
+    except (VerificationError, InvalidHashError):
         return False
 
 

@@ -20,8 +20,8 @@ def render_pdf_document(job: RenderJob, directory: Path) -> Document:
 
     html = render_html(job.definition, job.results, tenant=job.tenant, params=job.params,
                        generated_at=job.generated_at)
-    kpis = [f"{s['title']}: {format_kpi(s['rows'][0][0] if s['rows'] else None)}"
-            for s in job.results if s["kind"] == "kpi"]
+    kpis = [f"{r['title']}: {format_kpi(r['rows'][0][r['columns'].index(s.column)] if r['rows'] else None)}"
+            for s, r in zip(job.definition.sections, job.results, strict=True) if r["kind"] == "kpi"]
     content = print_pdf(html, job.definition.title, kpis)
     filename = f"{job.definition.slug}-{job.period.isoformat()}.pdf"
     path = directory / filename

@@ -7,6 +7,7 @@ no browser is installed: a valid, text-only PDF saying so.
 from __future__ import annotations
 
 import functools
+import unicodedata
 import zlib
 
 from models.settings import get_settings
@@ -29,7 +30,8 @@ def print_pdf(html: str, title: str, lines: list[str]) -> bytes:
 
 
 def _pdf_text(text: str) -> str:
-    latin = text.encode("latin-1", "replace").decode("latin-1")
+    # NFKC turns typographic spaces (the KPIs' thousands separator) into plain ones.
+    latin = unicodedata.normalize("NFKC", text).encode("latin-1", "replace").decode("latin-1")
     return latin.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 

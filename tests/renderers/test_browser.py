@@ -154,3 +154,25 @@ def test_the_stub_is_a_valid_pdf_without_a_browser(tmp_path: Path) -> None:
 def test_a_missing_configured_browser_is_named(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="HERALD_CHROMIUM_PATH=/nope/chrome does not exist"):
         find_chromium("/nope/chrome", None)
+
+
+def test_the_stub_renderer_makes_the_report_pdf_without_a_browser(tmp_path: Path, monkeypatch) -> None:
+    from models.base import Format
+    from models.settings import get_settings
+    from renderers import RENDERERS
+    from renderers.job import RenderJob
+
+    monkeypatch.setenv("RENDER_PDF_STUB", "true")
+    monkeypatch.setenv("HERALD_CHROMIUM_PATH", "/nowhere/chromium")  # would fail if a browser were used
+    get_settings.cache_clear()
+    definition = parse_definition({"slug": "r", "title": "Weekly views", "sections": [
+        {"kind": "kpi", "title": "Total", "sql": "SELECT 1", "column": "total"}]})
+    now = datetime(2026, 3, 2, tzinfo=ZoneInfo("UTC"))
+    job = RenderJob(definition=definition, params={}, tenant="Acme", datasource_url="", generated_at=now,
+                    period=now.date(), results=[{"kind": "kpi", "title": "Total", "columns": ["n", "total"],
+                                                 "rows": [[7, 1234]], "total": 1}])
+    document = RENDERERS[Format.PDF](job, tmp_path)
+    text = pdf_text(document.path, tmp_path)
+    get_settings.cache_clear()
+    assert "Weekly views" in text and "Total: 1 234" in text
+    assert "stubbed" in text and document.filename == "r-2026-03-02.pdf"
