@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from models.db import session_scope, utcnow
 from models.redact import redact
-from models.runs import RUN_MOVES, ReportRun, RunStatus, transition
+from models.runs import ReportRun, RunStatus, transition
 from models.schedules import Schedule
 from models.settings import get_settings
 
@@ -37,9 +37,10 @@ def create_manual_run(session: Session, schedule: Schedule, now: datetime) -> Re
 def claim_run(run_id: int, now: datetime, lease: timedelta) -> bool:
     """Take a queued run, or one whose lease expired, for this worker. False if another has it.
 
-    A run that has used up its attempts is not claimed; the tick fails it.
+    The WHERE clause is the QUEUED -> RUNNING move of `RUN_MOVES`, done atomically (plus
+    taking over an expired lease). A run that has used up its attempts is not claimed;
+    the tick fails it.
     """
-    assert RunStatus.RUNNING in RUN_MOVES[RunStatus.QUEUED]
     with session_scope() as session:
         result = session.execute(
             RUNS.update()

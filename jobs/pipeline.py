@@ -103,8 +103,7 @@ def _query_claimed(run_id: int, lease: timedelta) -> bool:
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url
         if not datasource:
-            finish_run(run_id, RunStatus.FAILED, utcnow(),
-                       f"Tenant {tenant.slug!r} has no data source; set one with --datasource.")
+            finish_run(run_id, RunStatus.FAILED, utcnow(), _no_datasource(tenant))
             return False
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
@@ -125,14 +124,18 @@ def _still_running(run_id: int) -> bool:
         return session.get(ReportRun, run_id).status == RunStatus.RUNNING
 
 
-def render_job(session: Session, schedule: Schedule, report: Report, tenant: Tenant,
-               results: list[dict[str, Any]], slot: datetime, now: datetime) -> RenderJob:
-    zone = ZoneInfo(schedule.timezone)
-    definition = report.parsed()
-    return RenderJob(definition=definition, results=results,
-                     params={**definition.params, **schedule.params}, tenant=tenant.name,
-                     datasource_url=tenant.datasource_url or "",
-                     generated_at=now.astimezone(zone), period=slot.astimezone(zone).date())
+def render_job(definition: ReportDefinition, params: dict[str, Any], tenant: Tenant, timezone: str,
+               results: list[dict[str, Any]], slot: datetime, now: datetime,
+               compress: bool = True) -> RenderJob:
+    """What the renderers get: times in `timezone`, files named for the slot's local date."""
+    zone = ZoneInfo(timezone)
+    return RenderJob(definition=definition, results=results, params=params, tenant=tenant.name,
+                     datasource_url=tenant.datasource_url or "", generated_at=now.astimezone(zone),
+                     period=slot.astimezone(zone).date(), compress=compress)
+
+
+def _no_datasource(tenant: Tenant) -> str:
+    return f"Tenant {tenant.slug!r} has no data source; set one with --datasource."
 
 
 def render_stage(run_id: int) -> bool:
@@ -143,9 +146,9 @@ def render_stage(run_id: int) -> bool:
         with session_scope() as session:
             run = session.get(ReportRun, run_id)
             schedule, report, tenant = _load(session, run_id)
-            stored = run_artifact(session, run_id, QUERY_RESULT)
-            results = json.loads(read_content(session, stored.id))["sections"]
-            job = render_job(session, schedule, report, tenant, results, run.scheduled_for, utcnow())
+            stored = json.loads(read_content(session, run_artifact(session, run_id, QUERY_RESULT).id))
+            job = render_job(report.parsed(), stored["params"], tenant, schedule.timezone,
+                             stored["sections"], run.scheduled_for, utcnow())
             formats = [Format(f) for f in schedule.formats]
         try:
             with tempfile.TemporaryDirectory(prefix=f"herald-run-{run_id}-") as directory:
@@ -183,13 +186,10 @@ def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
         report = get_report(session, tenant, report_slug)
         definition = report.parsed()
     if not tenant.datasource_url:
-        raise QueryError(f"Tenant {tenant.slug!r} has no data source; set one with --datasource.")
+        raise QueryError(_no_datasource(tenant))
     results = query_sections(tenant.datasource_url, definition, definition.params) if fmt == Format.PDF else []
-    zone = ZoneInfo(tenant.timezone)
-    job = RenderJob(definition=definition, results=results, params=dict(definition.params),
-                    tenant=tenant.name, datasource_url=tenant.datasource_url,
-                    generated_at=now.astimezone(zone), period=now.astimezone(zone).date(),
-                    compress=False)
+    job = render_job(definition, dict(definition.params), tenant, tenant.timezone, results, now, now,
+                     compress=False)
     with tempfile.TemporaryDirectory(prefix="herald-export-") as directory:
         document = RENDERERS[fmt](job, Path(directory))
         target.parent.mkdir(parents=True, exist_ok=True)

