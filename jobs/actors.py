@@ -62,8 +62,11 @@ def tick_actor() -> None:
                 time_limit=int(get_settings().query_timeout_seconds * 1000) + 5 * MINUTE_MS)
 def query_stage(run_id: int) -> None:
     """Claim the run and query the tenant's database; routed per message to the tenant's shard."""
-    if pipeline.query_stage(run_id):
+    following = pipeline.query_stage(run_id)
+    if following == pipeline.RENDER:
         render_stage.send(run_id)
+    elif following == pipeline.DELIVER:
+        deliver_stage.send(run_id)
 
 
 @dramatiq.actor(queue_name="render", max_retries=2, min_backoff=5_000, max_backoff=60_000,

@@ -18,8 +18,15 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from jobs.deliver import deliver_run
 from jobs.outbox import claim_run, finish_run, holding_lease, note_error, release_run
-from models.artifacts import read_content, run_artifact, store_artifact, store_artifact_file
+from models.artifacts import (
+    QUERY_RESULT,
+    read_content,
+    run_artifact,
+    store_artifact,
+    store_artifact_file,
+)
 from models.base import Format
 from models.datasource import QueryResult, read_only, run_query
 from models.db import session_scope, utcnow
@@ -34,7 +41,6 @@ from models.tenancy import Tenant
 from renderers import RENDERERS, Document, RenderJob
 
 log = logging.getLogger("herald.pipeline")
-QUERY_RESULT = "query-result"
 CHART_MAX_ROWS = 5000
 
 
@@ -80,12 +86,19 @@ def query_sections(datasource_url: str, definition: ReportDefinition,
     return results
 
 
-def query_stage(run_id: int) -> bool:
-    """Claim the run and query the tenant's data; True when the render stage should follow."""
+RENDER, DELIVER = "render", "deliver"
+
+
+def query_stage(run_id: int) -> str | None:
+    """Claim the run and query the tenant's data; returns the stage that should follow.
+
+    A run taken over from a dead worker whose documents were already rendered goes
+    straight to delivery, so its recipients get the same documents as any sent before.
+    """
     lease = _lease()
     if not claim_run(run_id, utcnow(), lease):
         log.info("run %s is not claimable (finished, or another worker holds it)", run_id)
-        return False
+        return None
     try:
         return _query_claimed(run_id, lease)
     except Exception as exc:
@@ -95,28 +108,34 @@ def query_stage(run_id: int) -> bool:
         raise
 
 
-def _query_claimed(run_id: int, lease: timedelta) -> bool:
+def _rendered(session: Session, run_id: int, formats: list[str]) -> bool:
+    return all(run_artifact(session, run_id, f) is not None for f in formats)
+
+
+def _query_claimed(run_id: int, lease: timedelta) -> str | None:
     with holding_lease(run_id, lease):
         with session_scope() as session:
             schedule, report, tenant = _load(session, run_id)
+            if _rendered(session, run_id, schedule.formats):
+                return DELIVER
             definition = report.parsed()
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url
         if not datasource:
             finish_run(run_id, RunStatus.FAILED, utcnow(), _no_datasource(tenant))
-            return False
+            return None
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
             wanted = Format.PDF in schedule.formats
             sections = query_sections(datasource, definition, params) if wanted else []
         except QueryError as exc:
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
-            return False
+            return None
         with session_scope() as session:
             content = json.dumps({"params": params, "sections": sections}).encode()
             store_artifact(session, run_id=run_id, kind=QUERY_RESULT, filename=f"run-{run_id}.json",
                            media_type="application/json", source=content, now=utcnow())
-    return True
+    return RENDER
 
 
 def _still_running(run_id: int) -> bool:
@@ -157,7 +176,8 @@ def render_stage(run_id: int) -> bool:
                     with session_scope() as session:
                         store_artifact_file(session, document.path, run_id=run_id, kind=fmt.value,
                                             filename=document.filename,
-                                            media_type=document.media_type, now=utcnow())
+                                            media_type=document.media_type, now=utcnow(),
+                                            rows=document.rows)
                     log.info("run %s: %s rendered (%d bytes)", run_id, document.filename, document.size)
         except QueryError as exc:  # the CSV query: permanent
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
@@ -169,11 +189,11 @@ def render_stage(run_id: int) -> bool:
 
 
 def deliver_stage(run_id: int) -> None:
-    """Send to every recipient (issue 5) and record the run's end state."""
+    """Send to every recipient not yet sent to, and record the run's end state."""
     if not _still_running(run_id):
         return
-    # Until the channels exist a run that reaches delivery fails loudly, never "succeeds".
-    finish_run(run_id, RunStatus.FAILED, utcnow(), "delivery channels are not built yet")
+    with holding_lease(run_id, _lease()):
+        deliver_run(run_id)
 
 
 def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
@@ -199,5 +219,6 @@ def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
 
 def run_pipeline(run_id: int) -> None:
     """The whole pipeline for one run, synchronously in this process (`herald run`)."""
-    if query_stage(run_id) and render_stage(run_id):
+    following = query_stage(run_id)
+    if following == DELIVER or (following == RENDER and render_stage(run_id)):
         deliver_stage(run_id)

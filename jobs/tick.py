@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from jobs.outbox import record_end
 from models import cron
-from models.db import session_scope
+from models.db import insert_ignoring_conflicts, session_scope
 from models.errors import InvalidInput
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
@@ -96,11 +95,9 @@ def claim_due_batch(session: Session, now: datetime, limit: int) -> _Batch:
             fired.append({"b_id": row.id, "b_next": plan.next_run_at, "b_slot": plan.slot})
     queued: list[QueuedRun] = []
     if runs:
-        insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
         # executemany form: compiled once, sent in batches ("insertmanyvalues").
         created = session.execute(
-            insert(RUNS)
-            .on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"])
+            insert_ignoring_conflicts(session, RUNS, "schedule_id", "scheduled_for")
             .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status),
             runs,
         ).all()

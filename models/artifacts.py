@@ -19,15 +19,17 @@ from models.runs import Artifact, ArtifactChunk
 from models.settings import get_settings
 
 CHUNK_SIZE = 1024 * 1024
+QUERY_RESULT = "query-result"  # the query stage's rows, read by the render and deliver stages
 
 
 def store_artifact(session: Session, *, run_id: int | None, kind: str, filename: str,
-                   media_type: str, source: bytes | BinaryIO, now: datetime) -> Artifact:
+                   media_type: str, source: bytes | BinaryIO, now: datetime,
+                   rows: int | None = None) -> Artifact:
     """Keep `source` until the retention period ends; replaces the run's earlier one of that kind."""
     if run_id is not None:
         session.execute(sa.delete(Artifact).where(Artifact.run_id == run_id, Artifact.kind == kind))
     artifact = Artifact(run_id=run_id, kind=kind, filename=filename, media_type=media_type,
-                        size=0, checksum="", created_at=now,
+                        size=0, checksum="", created_at=now, rows=rows,
                         expires_at=now + timedelta(days=get_settings().artifact_retention_days))
     session.add(artifact)
     session.flush()

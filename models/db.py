@@ -6,6 +6,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -99,3 +100,11 @@ def session_scope(url: str | None = None, *, claim: bool = False) -> Iterator[Se
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_ignoring_conflicts(session: Session, table: sa.Table, *columns: str) -> Any:
+    """`INSERT … ON CONFLICT (columns) DO NOTHING` on PostgreSQL and SQLite."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(columns))

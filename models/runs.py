@@ -12,7 +12,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import Channel, created_at, parent, timestamp
+from models.base import Channel, created_at, json_column, parent, timestamp
 from models.errors import InvalidTransition
 
 
@@ -80,6 +80,10 @@ class Delivery(SQLModel, table=True):
     status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_type=sa.String(16))
     attempts: int = Field(default=0)
     provider_message_id: str | None = Field(default=None, max_length=300)
+    # A worker holds a delivery while it sends; another may take it only after this passes.
+    lease_expires_at: datetime | None = timestamp()
+    # What already reached the recipient, by format (Telegram sends one document per format).
+    parts: dict[str, str] = json_column(dict)
     error: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = created_at()
     started_at: datetime | None = timestamp()
@@ -100,6 +104,7 @@ class Artifact(SQLModel, table=True):
     filename: str = Field(max_length=300)
     media_type: str = Field(max_length=100)
     size: int = Field(sa_type=sa.BigInteger)
+    rows: int | None = Field(default=None, sa_type=sa.BigInteger)  # CSV: data rows
     checksum: str = Field(max_length=64)
     created_at: datetime = created_at()
     expires_at: datetime | None = timestamp(index=True)

@@ -26,6 +26,8 @@ class Schedule(SQLModel, table=True):
     at_time: str | None = Field(default=None, max_length=5)
     timezone: str = Field(max_length=64)
     formats: list[str] = json_column(lambda: ["pdf"])
+    # Channels this schedule sends on; each uses the schedule's recipients for it, else the tenant's.
+    channels: list[str] = json_column(lambda: ["email", "telegram"])
     subject: str | None = Field(default=None, max_length=300)
     params: dict[str, Any] = json_column(dict)
     active: bool = Field(default=True)

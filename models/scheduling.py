@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models import cron
-from models.base import Format
+from models.base import Channel, Format
 from models.catalog import get_report
 from models.db import utcnow
 from models.errors import InvalidInput, NotFound
@@ -43,11 +43,26 @@ def parse_formats(formats: Sequence[str]) -> list[str]:
     return chosen
 
 
+def parse_channels(channels: Sequence[str], recipients: Sequence[tuple[Channel, str]]) -> list[str]:
+    """The channels a schedule sends on: as given; else those its recipients are on; else all
+    (each then uses the tenant's fallback recipients)."""
+    known = {c.value for c in Channel}
+    for name in channels:
+        if name.lower() not in known:
+            raise InvalidInput(f"Unknown channel {name!r}; use email, telegram or both.")
+    chosen = [c.lower() for c in channels] or [c.value for c, _ in recipients] or sorted(known)
+    stray = sorted({c.value for c, _ in recipients} - set(chosen))
+    if stray:
+        raise InvalidInput(f"{stray[0]} recipients are given but --channel leaves {stray[0]} out; "
+                           f"add --channel {stray[0]} or drop those recipients.")
+    return list(dict.fromkeys(chosen))
+
+
 def add_schedule(
     session: Session, tenant: Tenant, report_slug: str, *, now: datetime,
     cron_expr: str | None = None, cadence: str | None = None, at: str | None = None,
     timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
-    chats: Sequence[str] = (), subject: str | None = None, params: dict[str, Any] | None = None,
+    chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None, params: dict[str, Any] | None = None,
     active: bool = True, created_by: str | None = None,
 ) -> Schedule:
     """Create a schedule; nothing is written unless every field is valid."""
@@ -57,13 +72,14 @@ def add_schedule(
     cron.parse_timezone(timezone)
     chosen = parse_formats(formats)
     recipients = normalise_recipients(emails, chats, get_settings().max_recipients)
+    chosen_channels = parse_channels(channels, recipients)
     unknown = sorted(set(params or {}) - set(report.definition.get("params", {})))
     if unknown:
         raise InvalidInput(f"Report {report.slug!r} has no parameter {unknown[0]!r}; "
                            f"it takes: {', '.join(report.definition.get('params', {})) or 'none'}.")
     schedule = Schedule(
         tenant_id=tenant.id, report_id=report.id, cron=expr, cadence=cadence,
-        at_time=at if cadence else None, timezone=timezone, formats=chosen,
+        at_time=at if cadence else None, timezone=timezone, formats=chosen, channels=chosen_channels,
         subject=subject, params=params or {}, active=active,
         next_run_at=cron.next_fire(expr, timezone, now),
         misfire_grace_seconds=get_settings().misfire_grace_seconds, created_by=created_by,
@@ -115,7 +131,7 @@ def schedule_to_dict(session: Session, schedule: Schedule) -> dict[str, Any]:
         "id": schedule.id, "tenant": tenant.slug, "report": report.slug, "cron": schedule.cron,
         "cadence": schedule.cadence, "at": schedule.at_time, "timezone": schedule.timezone,
         "description": cron.describe(schedule.cron) if _parses(schedule.cron) else None,
-        "formats": schedule.formats, "subject": schedule.subject, "params": schedule.params,
+        "formats": schedule.formats, "channels": schedule.channels, "subject": schedule.subject, "params": schedule.params,
         "active": schedule.active, "next_run_at": iso(schedule.next_run_at),
         "last_fired_at": iso(schedule.last_fired_at), "last_status": schedule.last_status,
         "last_error": schedule.last_error,

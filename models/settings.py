@@ -73,6 +73,25 @@ class Settings(BaseSettings):
         30, ge=1, validation_alias=_env("HERALD_ARTIFACT_RETENTION_DAYS")
     )
 
+    mail_max_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAIL_MAX_BYTES")
+    )  # the whole message as sent, attachments base64-encoded
+    telegram_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_TELEGRAM_MAX_BYTES")
+    )  # per document; the Bot API's own limit
+    send_timeout_seconds: float = Field(
+        30.0, gt=0, validation_alias=_env("HERALD_SEND_TIMEOUT_SECONDS")
+    )
+    delivery_max_attempts: int = Field(
+        5, ge=1, le=20, validation_alias=_env("HERALD_DELIVERY_MAX_ATTEMPTS")
+    )
+    delivery_backoff_seconds: float = Field(
+        2.0, gt=0, validation_alias=_env("HERALD_DELIVERY_BACKOFF_SECONDS")
+    )
+    delivery_backoff_max_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("HERALD_DELIVERY_BACKOFF_MAX_SECONDS")
+    )
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str) -> str:

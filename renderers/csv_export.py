@@ -139,6 +139,14 @@ def _write_rows(url: str, sql: str, bound: Mapping[str, Any], target: BinaryIO,
         text.detach()
 
 
+def zip_bytes(filename: str, data: bytes) -> bytes:
+    """`data` as the only member of a zip archive, compressed the way `render_csv` does."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr(filename, data)
+    return buffer.getvalue()
+
+
 def render_csv(url: str, sql: str, params: Mapping[str, Any], directory: Path, filename: str, *,
                timeout_s: float, compress_above: int | None, neutralise_formulas: bool = True) -> Document:
     """Export to `directory/filename`; zip it when it is larger than `compress_above` bytes."""

@@ -25,7 +25,11 @@ def schedule_add(
     format: Annotated[list[str], typer.Option(help="pdf and/or csv (repeatable).")] = [],  # noqa: B006
     email: Annotated[list[str], typer.Option(help="E-mail recipient (repeatable).")] = [],  # noqa: B006
     telegram: Annotated[list[str], typer.Option(help="Telegram chat id (repeatable).")] = [],  # noqa: B006
-    subject: Annotated[str | None, typer.Option(help="E-mail subject.")] = None,
+    channel: Annotated[list[str], typer.Option(
+        help="email and/or telegram (repeatable); default: the channels of the recipients given, "
+             "else both with the tenant's recipients.")] = [],  # noqa: B006
+    subject: Annotated[str | None, typer.Option(
+        help="E-mail subject; {title}, {date} and {tenant} are filled in.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -34,7 +38,7 @@ def schedule_add(
         owner = catalog.get_tenant(session, tenant)
         schedule = scheduling.add_schedule(
             session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
-            timezone=timezone, formats=format, emails=email, chats=telegram, subject=subject,
+            timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel, subject=subject,
             active=not paused,
         )
         data = scheduling.schedule_to_dict(session, schedule)

@@ -60,9 +60,10 @@ def test_a_run_renders_a_pdf_and_a_csv_named_for_the_local_date(scheduled_run: i
         rows = list(csv.reader(io.StringIO(read_content(session, table.id).decode(), newline="")))
         run = session.get(ReportRun, scheduled_run)
     assert "Video performance" in text and "tiktok" in text
-    assert rows[0] == SEED_COLUMNS and len(rows) - 1 == ROWS // 2
+    assert rows[0] == SEED_COLUMNS and len(rows) - 1 == ROWS // 2 == table.rows
     assert {r[4] for r in rows[1:]} == {"Campaign A"}
-    assert run.status == "failed" and run.error == "delivery channels are not built yet"
+    # Nobody to send to (no recipients on the schedule, no tenant fallback): failed, and says so
+    assert run.status == "failed" and run.error.startswith("No recipients: the schedule names none")
 
 
 def test_a_large_csv_is_zipped(scheduled_run: int, monkeypatch) -> None:
