@@ -128,8 +128,11 @@ class MailSender:
             plain = message.get_payload(0).get_payload(0)
             plain.set_payload(_TEXT_TEMPLATES.get_template("email.txt.j2").render(letter=letter),
                               "utf-8")
+            for part in message.get_payload()[1:]:  # attachments: CSV text is UTF-8, say so
+                if part.get_content_maintype() == "text":
+                    part.set_param("charset", "utf-8")
             del message["To"], message["Message-ID"]
-            body = self._bodies[letter.run_id] = message.as_bytes(policy=policy.SMTP)
+            body = self._bodies[letter.run_id] = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         return body
 
     def send(self, delivery_id: int, recipient: str, letter: Letter, sent_parts: Mapping[str, str],

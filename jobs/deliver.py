@@ -243,7 +243,7 @@ def outcome_stamp(d: Claimed, error: DeliveryError | None, provider_id: str | No
 def deliver_run(run_id: int) -> None:
     """Send whatever of the run is not yet sent, then record the run's end state."""
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(claim=True) as session:  # reads then writes: on SQLite, take the lock first
         run = session.get(ReportRun, run_id)
         plan_deliveries(session, run_id, planned_recipients(session, session.get(Schedule, run.schedule_id)))
     with session_scope() as session:
@@ -347,7 +347,7 @@ def fail_pending(run_id: int, channel: Channel, error: str) -> None:
 
 def finish(run_id: int) -> None:
     """The run's end state from its deliveries: all sent SUCCESS, some PARTIAL, none FAILED."""
-    with session_scope() as session:
+    with session_scope(claim=True) as session:
         run = session.get(ReportRun, run_id, with_for_update=True)
         if run.status != RunStatus.RUNNING:
             return
