@@ -27,29 +27,37 @@ def megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def zipped(attachment: Attachment) -> Attachment:
-    if attachment.media_type == ZIP_MEDIA_TYPE:
-        return attachment
-    return replace(attachment, filename=attachment.filename + ".zip", media_type=ZIP_MEDIA_TYPE,
-                   content=zip_bytes(attachment.filename, attachment.content))
+class Zipper:
+    """Zips each document once per run, so every channel sends the same archive."""
 
+    def __init__(self) -> None:
+        self._done: dict[str, Attachment] = {}
 
-def _zip_csvs(attachments: tuple[Attachment, ...], only: set[int] | None = None) -> tuple[Attachment, ...]:
-    return tuple(zipped(a) if a.format == Format.CSV and (only is None or i in only) else a
-                 for i, a in enumerate(attachments))
+    def __call__(self, attachment: Attachment) -> Attachment:
+        if attachment.media_type == ZIP_MEDIA_TYPE:
+            return attachment
+        if attachment.filename not in self._done:
+            self._done[attachment.filename] = replace(
+                attachment, filename=attachment.filename + ".zip", media_type=ZIP_MEDIA_TYPE,
+                content=zip_bytes(attachment.filename, attachment.content))
+        return self._done[attachment.filename]
+
+    def csvs(self, attachments: tuple[Attachment, ...], only: set[int] | None = None) -> tuple[Attachment, ...]:
+        return tuple(self(a) if a.format == Format.CSV and (only is None or i in only) else a
+                     for i, a in enumerate(attachments))
 
 
 def _describe(attachments: tuple[Attachment, ...], size=lambda a: a.size) -> str:
     return ", ".join(f"{a.filename} {megabytes(size(a))}" for a in attachments)
 
 
-def fit_email(attachments: tuple[Attachment, ...], limit: int) -> tuple[Attachment, ...]:
+def fit_email(attachments: tuple[Attachment, ...], limit: int, zipper: Zipper) -> tuple[Attachment, ...]:
     """All documents in one message of at most `limit` bytes, counting base64 growth."""
     def total(atts: tuple[Attachment, ...]) -> int:
         return EMAIL_OVERHEAD_BYTES + sum(encoded_size(a.size) for a in atts)
 
     if total(attachments) > limit:
-        attachments = _zip_csvs(attachments)
+        attachments = zipper.csvs(attachments)
     if total(attachments) > limit:
         raise DeliveryError(
             f"The documents come to {megabytes(total(attachments))} once encoded for e-mail "
@@ -60,10 +68,10 @@ def fit_email(attachments: tuple[Attachment, ...], limit: int) -> tuple[Attachme
     return attachments
 
 
-def fit_telegram(attachments: tuple[Attachment, ...], limit: int) -> tuple[Attachment, ...]:
+def fit_telegram(attachments: tuple[Attachment, ...], limit: int, zipper: Zipper) -> tuple[Attachment, ...]:
     """Each document at most `limit` bytes (the Bot API's 50 MB per file)."""
     over = {i for i, a in enumerate(attachments) if a.size > limit}
-    attachments = _zip_csvs(attachments, over)
+    attachments = zipper.csvs(attachments, over)
     too_big = [a for a in attachments if a.size > limit]
     if too_big:
         raise DeliveryError(
@@ -74,7 +82,8 @@ def fit_telegram(attachments: tuple[Attachment, ...], limit: int) -> tuple[Attac
     return attachments
 
 
-def fit(channel: Channel, attachments: tuple[Attachment, ...], settings: Settings) -> tuple[Attachment, ...]:
+def fit(channel: Channel, attachments: tuple[Attachment, ...], settings: Settings,
+        zipper: Zipper) -> tuple[Attachment, ...]:
     if channel == Channel.EMAIL:
-        return fit_email(attachments, settings.mail_max_bytes)
-    return fit_telegram(attachments, settings.telegram_max_bytes)
+        return fit_email(attachments, settings.mail_max_bytes, zipper)
+    return fit_telegram(attachments, settings.telegram_max_bytes, zipper)

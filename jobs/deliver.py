@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from delivery import CHANNELS, Attachment, DeliveryError, Letter
-from delivery.fit import fit
+from delivery.fit import Zipper, fit
 from jobs.outbox import record_end
 from models.artifacts import QUERY_RESULT, read_content, run_artifact
 from models.base import Channel, Format
@@ -106,8 +106,8 @@ def build_letter(session: Session, run: ReportRun) -> Letter:
                   summary=tuple(summary), attachments=tuple(attachments))
 
 
-def fitted_letter(letter: Letter, channel: Channel, settings: Settings) -> Letter:
-    attachments = fit(channel, letter.attachments, settings)
+def fitted_letter(letter: Letter, channel: Channel, settings: Settings, zipper: Zipper) -> Letter:
+    attachments = fit(channel, letter.attachments, settings, zipper)
     notes = tuple(f"{a.filename} is zipped to fit the size limit." for a, b in
                   zip(attachments, letter.attachments, strict=True)
                   if a.media_type == ZIP_MEDIA_TYPE and b.media_type != ZIP_MEDIA_TYPE)
@@ -253,10 +253,10 @@ def deliver_run(run_id: int) -> None:
                                                   DELIVERIES.c.status == DeliveryStatus.PENDING)
             .distinct()).scalars().all()
         letter = build_letter(session, run) if channels else None
-    stamper = Stamper()
+    stamper, zipper = Stamper(), Zipper()
     try:
         for channel in sorted(map(Channel, channels)):
-            deliver_channel(run_id, channel, letter, settings, stamper)
+            deliver_channel(run_id, channel, letter, settings, stamper, zipper)
         stamper.flush()
     finally:
         stamper.close()
@@ -264,10 +264,10 @@ def deliver_run(run_id: int) -> None:
 
 
 def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Settings,
-                    stamper: Stamper) -> None:
+                    stamper: Stamper, zipper: Zipper) -> None:
     lease = timedelta(seconds=settings.lease_seconds)
     try:
-        letter = fitted_letter(letter, channel, settings)
+        letter = fitted_letter(letter, channel, settings, zipper)
         sender = CHANNELS[channel](settings)
     except DeliveryError as exc:  # not configured, or documents too large: nobody on it gets anything
         fail_pending(run_id, channel, redact(str(exc)))
