@@ -37,8 +37,8 @@ def manual_run(schedule_id: int) -> int:
         return create_manual_run(session, session.get(Schedule, schedule_id), utcnow()).id
 
 
-def state(run_id: int) -> tuple[ReportRun, Schedule, dict[str, Delivery]]:
-    with session_scope() as session:
+def state(run_id: int, url: str | None = None) -> tuple[ReportRun, Schedule, dict[str, Delivery]]:
+    with session_scope(url) as session:
         run = session.get(ReportRun, run_id)
         schedule = session.get(Schedule, run.schedule_id)
         deliveries = session.exec(select(Delivery).where(Delivery.run_id == run_id)).all()
@@ -56,8 +56,14 @@ def test_each_recipient_gets_exactly_one_message_with_both_documents(
     # When its run goes through query, render and deliver
     run_pipeline(run_id)
 
-    # Then every address received one message, carrying the PDF and the CSV
-    run, schedule, deliveries = state(run_id)
+    # Then each recipient received exactly one message carrying both documents
+    assert_everyone_got_both_documents(run_id, videos_db, mail_sink, bot_api, tmp_path)
+
+
+def assert_everyone_got_both_documents(run_id: int, videos_db: str, mail_sink: MailSink,
+                                       bot_api: BotApi, tmp_path: Path, url: str | None = None) -> None:
+    """3 e-mails and 2 chats, one message each with the PDF and the CSV, all recorded as sent."""
+    run, schedule, deliveries = state(run_id, url)
     expected_rows = source_rows(videos_db)
     for address in EMAILS:
         [mail] = mail_sink.to(address)
@@ -76,13 +82,13 @@ def test_each_recipient_gets_exactly_one_message_with_both_documents(
         assert deliveries[address].provider_message_id == mail.message_id
     # each message has its own Message-ID, derived from its delivery
     assert len({mail_sink.to(a)[0].message_id for a in EMAILS}) == 3
-    pdf_bytes = mail_sink.to(EMAILS[0])[0].attachments()
+    emailed = mail_sink.to(EMAILS[0])[0].attachments()
 
     # and every chat received the same two documents, once each, with a caption
     for chat in CHATS:
         documents = bot_api.to(chat)
-        assert sorted(d.filename for d in documents) == sorted(pdf_bytes)
-        assert {d.filename: d.content for d in documents} == pdf_bytes
+        assert sorted(d.filename for d in documents) == sorted(emailed)
+        assert {d.filename: d.content for d in documents} == emailed
         assert "Video performance" in documents[0].caption
         assert bot_api.requests[chat] == 2
 
