@@ -86,6 +86,10 @@ def runs_command(
     for row in rows:
         typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} {row['scheduled_for']}  "
                    f"{row['status']:<8} {row['error'] or ''}")
+        for d in row["deliveries"]:
+            attempts = f"{d['attempts']} attempt{'s' if d['attempts'] != 1 else ''}"
+            typer.echo(f"{'':8}{d['channel']:<9} {d['recipient']:<32} {d['status']:<8} {attempts:<11} "
+                       f"{d['error'] or ''}".rstrip())
 
 
 @reports_errors

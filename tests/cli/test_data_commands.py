@@ -42,6 +42,7 @@ def test_tenant_report_schedule_round_trip(cli, acme) -> None:
     assert created["next_run_at"].endswith("+00:00")
     assert created["recipients"] == [{"channel": "email", "address": "Boss@example.com"},
                                      {"channel": "telegram", "address": "-1001234567890"}]
+    assert created["channels"] == ["email", "telegram"]  # those of the recipients given
 
     assert cli("schedule", "pause", created["id"]).exit_code == 0
     listed = json.loads(cli("schedule", "list", "--tenant", "acme", "--json").stdout)
@@ -49,6 +50,9 @@ def test_tenant_report_schedule_round_trip(cli, acme) -> None:
     assert cli("schedule", "resume", created["id"]).exit_code == 0
     listed = json.loads(cli("schedule", "list", "--tenant", "acme", "--json").stdout)
     assert listed[0]["active"] is True
+
+    telegram_only = json.loads(cli(*SCHEDULE, "--cron", "0 9 * * *", "--channel", "telegram", "--json").stdout)
+    assert (telegram_only["channels"], telegram_only["recipients"]) == (["telegram"], [])  # tenant's chats
 
 
 def test_report_add_updates_by_slug(cli, acme, tmp_path: Path) -> None:
@@ -107,6 +111,10 @@ REFUSALS = [
                  "'not-an-address' is not a valid e-mail address", id="invalid-email"),
     pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--telegram", "@somechat"],
                  "Telegram chat id '@somechat' is not numeric", id="non-numeric-chat"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--channel", "sms"],
+                 "Unknown channel 'sms'; use email, telegram or both.", id="unknown-channel"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--email", "a@acme.example", "--channel", "telegram"],
+                 "email recipients are given but --channel leaves email out", id="channel-excludes-recipients"),
     pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--format", "xlsx"],
                  "Unknown format 'xlsx'; use pdf, csv or both", id="bad-format"),
     pytest.param(["schedule", "add", "--tenant", "nobody", "--report", "video-performance",
