@@ -121,7 +121,7 @@ class MailSender:
                 handle.name = attachment.filename
                 files.append(handle)
             message = prepare_message(
-                self.from_addr, self.from_name or self.from_addr, {"recipients": [], "To": "-"},
+                self.from_addr, self.from_name or letter.tenant, {"recipients": [], "To": "-"},
                 letter.subject, [html.replace("\n", " ")], files, None, "utf-8",
                 prettify_html=False, message_id="-")
             # yagmail's plain-text part is the HTML itself; give text readers real text.

@@ -78,6 +78,7 @@ def assert_everyone_got_both_documents(run_id: int, videos_db: str, mail_sink: M
         assert len(expected_rows) == ROWS // 2
         assert mail.message["Subject"].startswith("Video performance for Acme Corp, ")
         assert mail.message["To"] == address
+        assert mail.message["From"] == "Acme Reports <reports@acme.example>"
         assert "Total views" in mail.html() and "<" not in mail.text()  # a real text part
         assert deliveries[address].provider_message_id == mail.message_id
     # each message has its own Message-ID, derived from its delivery
