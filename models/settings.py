@@ -7,7 +7,7 @@ their meaning; herald's own settings carry the `HERALD_` prefix.
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     )
     csv_neutralise_formulas: bool = Field(True, validation_alias=_env("HERALD_CSV_NEUTRALISE_FORMULAS"))
     chromium_path: str | None = Field(None, validation_alias=_env("HERALD_CHROMIUM_PATH"))
+    # "tenant": one tenant's consecutive renders share a browser context; "render": a fresh one each.
+    render_isolation: Literal["tenant", "render"] = Field(
+        "tenant", validation_alias=_env("HERALD_RENDER_ISOLATION"))
     artifact_retention_days: int = Field(
         30, ge=1, validation_alias=_env("HERALD_ARTIFACT_RETENTION_DAYS")
     )

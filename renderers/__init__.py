@@ -22,7 +22,7 @@ def render_pdf_document(job: RenderJob, directory: Path) -> Document:
                        generated_at=job.generated_at)
     kpis = [f"{r['title']}: {format_kpi(r['rows'][0][r['columns'].index(s.column)] if r['rows'] else None)}"
             for s, r in zip(job.definition.sections, job.results, strict=True) if r["kind"] == "kpi"]
-    content = print_pdf(html, job.definition.title, kpis)
+    content = print_pdf(html, job.definition.title, kpis, job.tenant_key)
     filename = f"{job.definition.slug}-{job.period.isoformat()}.pdf"
     path = directory / filename
     path.write_bytes(content)

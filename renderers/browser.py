@@ -1,11 +1,16 @@
 """Chromium through Playwright: one browser per thread, reused, replaced when it dies.
 
 Each thread keeps its own event loop, Playwright driver and browser, created
-lazily (after a worker forks) and reused across renders. Every render gets a
-fresh context with JavaScript off and every network request aborted, closed
-after it. A new page costs a renderer process (~140 ms), so the next render's
-context and page are started while the current one prints: Chromium spawns
-it in parallel, and no context ever serves two reports. The async API lets a
+lazily (after a worker forks) and reused across renders. Pages live in contexts
+with JavaScript off, offline, and every network request but `data:` aborted, so
+a page keeps no cookies, storage, cache or scripts from one document to the next.
+
+A fresh context's first page costs a renderer process (~80-140 ms of CPU, most
+of a render), so consecutive renders for the same key (the tenant) share one
+context, recycled after MAX_RENDERS_PER_CONTEXT renders; a context never serves
+two tenants, and a render that fails closes its context. Without a key (or with
+HERALD_RENDER_ISOLATION=render) every render gets a fresh context. The next fresh
+context is prepared ahead, while the current render prints. The async API lets a
 render time out cleanly with `wait_for`.
 """
 
@@ -27,6 +32,7 @@ from models.errors import RenderError
 
 log = logging.getLogger("herald.browser")
 
+MAX_RENDERS_PER_CONTEXT = 100
 SYSTEM_CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
                    "/usr/bin/google-chrome")
 LAUNCH_ARGS = ["--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -36,6 +42,14 @@ FOOTER = ('<div style="width:100%;font-family:DejaVu Sans,sans-serif;font-size:8
           'padding:0 14mm;display:flex;justify-content:space-between">'
           '<span class="title"></span><span>page <span class="pageNumber"></span> of '
           '<span class="totalPages"></span></span></div>')
+
+
+def pdf_options(title: str) -> dict:
+    """Page.pdf options: A4, backgrounds, and a footer with the title and "page N of M"."""
+    return {"format": "A4", "print_background": True, "display_header_footer": True,
+            "header_template": "<span></span>",
+            "footer_template": FOOTER.replace('<span class="title"></span>', f"<span>{escape(title)}</span>"),
+            "margin": {"top": "16mm", "bottom": "18mm", "left": "14mm", "right": "14mm"}}
 
 
 def find_chromium(setting: str | None, playwright_path: str | None) -> str | None:
@@ -62,8 +76,12 @@ class _ThreadBrowser:
     loop: asyncio.AbstractEventLoop
     playwright: Playwright | None = None
     browser: Browser | None = None
-    spare: asyncio.Task | None = None   # the next render's fresh context and page
+    spare: asyncio.Task | None = None   # the next fresh context and page, prepared ahead
+    held: tuple[BrowserContext, Page] | None = None  # the current tenant's context, kept warm
+    held_key: str | None = None
+    held_renders: int = 0
     launches: int = 0
+    contexts: int = 0
     pid: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: set[asyncio.Task] = field(default_factory=set)
@@ -99,6 +117,7 @@ class ChromiumPrinter:
     async def _fresh_page(self, browser: Browser) -> tuple[BrowserContext, Page]:
         context = await browser.new_context(java_script_enabled=False, service_workers="block",
                                             offline=True)
+        self._state().contexts += 1
         try:
             # Nothing from a report reaches the network: every request but inline data is aborted.
             await context.route("**/*", _block_all_but_data)
@@ -121,28 +140,58 @@ class ChromiumPrinter:
         state.spare = state.loop.create_task(self._fresh_page(browser))
         return fresh
 
-    async def _print(self, state: _ThreadBrowser, html: str, title: str) -> bytes:
+    async def _page_for(self, state: _ThreadBrowser, key: str | None) -> tuple[BrowserContext, Page]:
+        """The held page when `key` (the tenant) rendered last in this thread, else a fresh one.
+
+        A context never serves two keys: a new key closes the held context first.
+        """
+        if (key is not None and state.held is not None and state.held_key == key
+                and state.held_renders < MAX_RENDERS_PER_CONTEXT and not state.held[1].is_closed()):
+            state.held_renders += 1
+            return state.held
+        self._release_held(state)
         context, page = await self._take_page(state)
-        try:
-            await page.set_content(html, wait_until="load")
-            return await page.pdf(format="A4", print_background=True, display_header_footer=True,
-                                  header_template="<span></span>",
-                                  footer_template=FOOTER.replace('<span class="title"></span>',
-                                                                 f"<span>{escape(title)}</span>"),
-                                  margin={"top": "16mm", "bottom": "18mm", "left": "14mm", "right": "14mm"})
-        finally:
-            closing = state.loop.create_task(_close_quietly(context))
+        if key is not None:
+            state.held, state.held_key, state.held_renders = (context, page), key, 1
+        return context, page
+
+    def _release_held(self, state: _ThreadBrowser) -> None:
+        held, state.held, state.held_key = state.held, None, None
+        if held is not None:
+            closing = state.loop.create_task(_close_quietly(held[0]))
             state.closing.add(closing)
             closing.add_done_callback(state.closing.discard)
 
-    def print_pdf(self, html: str, title: str = "") -> bytes:
-        """The HTML as PDF bytes; a dead browser is replaced once, a slow render is a RenderError."""
+    async def _print(self, state: _ThreadBrowser, html: str, title: str, key: str | None) -> bytes:
+        context, page = await self._page_for(state, key)
+        done = False
+        try:
+            await page.set_content(html, wait_until="load")
+            pdf = await page.pdf(**pdf_options(title))
+            done = True
+            return pdf
+        finally:
+            if not done or state.held is None or state.held[0] is not context:
+                # an unkeyed render, or one that failed: its context is never used again
+                if state.held is not None and state.held[0] is context:
+                    state.held, state.held_key = None, None
+                closing = state.loop.create_task(_close_quietly(context))
+                state.closing.add(closing)
+                closing.add_done_callback(state.closing.discard)
+
+    def print_pdf(self, html: str, title: str = "", key: str | None = None) -> bytes:
+        """The HTML as PDF bytes; a dead browser is replaced once, a slow render is a RenderError.
+
+        Renders with the same `key` (herald passes the tenant) in a row share one browser
+        context, recycled every MAX_RENDERS_PER_CONTEXT renders; without a key every
+        render gets a fresh context.
+        """
         state = self._state()
         with state.lock:
             for attempt in (1, 2):
                 try:
                     return state.loop.run_until_complete(
-                        asyncio.wait_for(self._print(state, html, title), self.timeout_s))
+                        asyncio.wait_for(self._print(state, html, title, key), self.timeout_s))
                 except asyncio.TimeoutError:
                     self._discard(state)  # a hung browser is not reused
                     raise RenderError(f"rendering the PDF took longer than {self.timeout_s:g} s; "
@@ -156,8 +205,9 @@ class ChromiumPrinter:
         raise AssertionError("unreachable")
 
     def _discard(self, state: _ThreadBrowser) -> None:
-        """Drop the browser (and the page prepared in it); the next render launches another."""
+        """Drop the browser (and the pages prepared in it); the next render launches another."""
         spare, state.spare = state.spare, None
+        state.held, state.held_key = None, None
         browser, state.browser = state.browser, None
 
         async def shut() -> None:
@@ -182,6 +232,11 @@ class ChromiumPrinter:
     def launches(self) -> int:
         """How many times this thread launched a browser (1 while it stays warm)."""
         return self._state().launches
+
+    @property
+    def contexts_opened(self) -> int:
+        """How many browser contexts this thread opened (prepared ahead ones included)."""
+        return self._state().contexts
 
     def close(self) -> None:
         state = getattr(self._local, "state", None)

@@ -19,3 +19,4 @@ class RenderJob:
     generated_at: datetime             # aware, in the schedule's timezone
     period: date                       # the slot's local date: names the files
     compress: bool = True              # zip a CSV above HERALD_CSV_COMPRESS_ABOVE_BYTES
+    tenant_key: str | None = None      # renders for one key may share a browser context

@@ -23,10 +23,13 @@ def printer() -> ChromiumPrinter:
     return ChromiumPrinter(settings.chromium_path, timeout_s=settings.render_timeout_seconds)
 
 
-def print_pdf(html: str, title: str, lines: list[str]) -> bytes:
-    if get_settings().render_pdf_stub:
+def print_pdf(html: str, title: str, lines: list[str], tenant_key: str | None = None) -> bytes:
+    """The PDF; renders for one tenant may share a browser context (HERALD_RENDER_ISOLATION)."""
+    settings = get_settings()
+    if settings.render_pdf_stub:
         return stub_pdf([title, *lines, "", "PDF rendering is stubbed (RENDER_PDF_STUB=true)."])
-    return printer().print_pdf(html, title)
+    key = tenant_key if settings.render_isolation == "tenant" else None
+    return printer().print_pdf(html, title, key)
 
 
 def _pdf_text(text: str) -> str:

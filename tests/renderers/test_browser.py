@@ -15,6 +15,7 @@ from playwright.async_api import async_playwright
 
 from models.definition import parse_definition
 from models.errors import RenderError
+from renderers import browser
 from renderers.browser import LAUNCH_ARGS, ChromiumPrinter, find_chromium
 from renderers.html import render_html
 from renderers.pdf import stub_pdf
@@ -35,9 +36,11 @@ def external_html(base: str) -> str:
       <script>fetch("{base}/fetch")</script></body></html>"""
 
 
+@pytest.mark.parametrize("key", [None, "tenant-1"])  # a fresh context each time, or a held one
 def test_a_page_that_would_load_external_resources_makes_no_request(printer, recording_server,
-                                                                     tmp_path: Path) -> None:
-    pdf = printer.print_pdf(external_html(recording_server.url), "t")
+                                                                     tmp_path: Path, key) -> None:
+    printer.print_pdf("<p>warm</p>", "t", key)
+    pdf = printer.print_pdf(external_html(recording_server.url), "t", key)
     assert "Report" in pdf_text(pdf, tmp_path)
     assert recording_server.requests == []
 
@@ -175,3 +178,35 @@ def test_the_stub_renderer_makes_the_report_pdf_without_a_browser(tmp_path: Path
     get_settings.cache_clear()
     assert "Weekly views" in text and "Total: 1 234" in text
     assert "stubbed" in text and document.filename == "r-2026-03-02.pdf"
+
+
+def test_one_tenants_renders_share_a_context_and_no_other_tenant_ever_uses_it(printer, tmp_path: Path) -> None:
+    # Given a first render for tenant 1 (its context, plus the next one prepared ahead)
+    printer.print_pdf("<p>alpha one</p>", "t", "tenant-1")
+    opened = printer.contexts_opened
+
+    # When tenant 1 renders again, it reuses its context, and shows only the new document
+    again = pdf_text(printer.print_pdf("<p>alpha two</p>", "t", "tenant-1"), tmp_path)
+    assert printer.contexts_opened == opened
+    assert "alpha two" in again and "alpha one" not in again
+
+    # When tenant 2 renders, it gets a context of its own
+    other = pdf_text(printer.print_pdf("<p>beta</p>", "t", "tenant-2"), tmp_path)
+    assert printer.contexts_opened == opened + 1
+    assert "beta" in other and "alpha" not in other
+
+    # and renders without a key never share one
+    for text in ("gamma", "delta"):
+        before = printer.contexts_opened
+        printer.print_pdf(f"<p>{text}</p>", "t")
+        assert printer.contexts_opened == before + 1
+
+
+def test_a_held_context_is_recycled_after_its_quota(printer, monkeypatch) -> None:
+    monkeypatch.setattr(browser, "MAX_RENDERS_PER_CONTEXT", 2)
+    printer.print_pdf("<p>1</p>", "t", "tenant-1")
+    opened = printer.contexts_opened
+    printer.print_pdf("<p>2</p>", "t", "tenant-1")
+    assert printer.contexts_opened == opened
+    printer.print_pdf("<p>3</p>", "t", "tenant-1")
+    assert printer.contexts_opened == opened + 1
