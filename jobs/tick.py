@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from jobs.outbox import record_end
 from models import cron
+from models.artifacts import purge_expired
 from models.db import insert_ignoring_conflicts, session_scope
 from models.errors import InvalidInput
 from models.runs import ReportRun, RunStatus
@@ -40,6 +41,7 @@ class TickReport:
     missed: int = 0
     flagged: int = 0
     requeued: list[QueuedRun] = field(default_factory=list)
+    purged: int = 0          # artifacts past their retention, deleted
 
 
 @dataclass
@@ -164,7 +166,10 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None) -> TickRepor
     with session_scope(url, claim=True) as session:
         report.requeued = requeue_stale_runs(session, now, limit)
     dispatch(report.requeued)
-    if report.queued or report.missed or report.flagged or report.requeued:
-        log.info("tick at %s: queued %d, missed %d, flagged %d, re-enqueued %d", now.isoformat(),
-                 len(report.queued), report.missed, report.flagged, len(report.requeued))
+    with session_scope(url) as session:  # retention: whatever expired since the last tick
+        report.purged = purge_expired(session, now)
+    if report.queued or report.missed or report.flagged or report.requeued or report.purged:
+        log.info("tick at %s: queued %d, missed %d, flagged %d, re-enqueued %d, purged %d",
+                 now.isoformat(), len(report.queued), report.missed, report.flagged,
+                 len(report.requeued), report.purged)
     return report

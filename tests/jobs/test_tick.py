@@ -195,3 +195,17 @@ def test_two_racing_ticks_create_exactly_one_run_per_due_schedule(
         runs_schedules = set(session.execute(sa.select(ReportRun.schedule_id)).scalars())
     assert runs_schedules == set(due)
     get_settings.cache_clear()
+
+
+def test_the_tick_deletes_artifacts_past_their_retention(db_url: str) -> None:
+    from models.artifacts import store_artifact
+    from models.runs import Artifact
+
+    with session_scope() as session:
+        for kind, stored_at in (("old", NOW - timedelta(days=31)), ("recent", NOW - timedelta(days=29))):
+            store_artifact(session, run_id=None, kind=kind, filename=f"{kind}.csv",
+                           media_type="text/csv", source=b"a,b\n1,2\n", now=stored_at)
+    report = tick(NOW, lambda runs: None)
+    with session_scope() as session:
+        kept = session.execute(sa.select(Artifact.kind)).scalars().all()
+    assert report.purged == 1 and kept == ["recent"]
