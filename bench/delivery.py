@@ -137,7 +137,7 @@ def plain_loop(port: int, message: bytes, recipients: list[str], sink: CountingS
 def one_message(url: str, run_id: int) -> bytes:
     """The message herald sends to the first recipient, byte for byte."""
     from delivery.mail import MailSender
-    from jobs.deliver import build_letter
+    from jobs.letter import build_letter
     from models.db import session_scope
     from models.runs import ReportRun
     from models.settings import get_settings

@@ -151,6 +151,11 @@ class MailSender:
         try:
             self._client.smtp.sendmail(self.from_addr, [recipient], data,
                                        mail_options=["SMTPUTF8"] if utf8 else ())
+        except smtplib.SMTPNotSupportedError:
+            if not utf8:
+                raise
+            raise DeliveryError(f"the SMTP server does not accept non-ASCII addresses (SMTPUTF8), "
+                                f"which {recipient} needs.", permanent=True) from None
         except Exception as exc:
             error = classify(exc, self.where)
             if error.channel_wide:
