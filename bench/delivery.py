@@ -5,9 +5,9 @@ each send, Message-ID per delivery, one yagmail/SMTP connection) against a plain
 `smtplib` loop sending the same message to the same 500 addresses over one
 connection, with no bookkeeping at all. The report (KPI, chart, table + CSV) is
 queried and rendered once, before anything is timed; each repetition delivers the
-same rendered run again from a clean slate. The SMTP server (aiosmtpd, in this
-process) only counts what it accepts, like a spooling MTA. Control database:
-PostgreSQL.
+same rendered run again from a clean slate. The SMTP server (aiosmtpd in a
+process of its own, as a real MTA would be) only counts what it accepts. Control
+database: PostgreSQL.
 
     python bench/delivery.py [--recipients 500] [--repeat 3]
 """
@@ -18,7 +18,9 @@ import argparse
 import os
 import smtplib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -47,16 +49,40 @@ REPORT = {
 
 
 class CountingSink:
-    """Accepts every message and keeps only counts, like a spooling MTA."""
+    """Accepts every message and notes one line per message in a file, like a spooling MTA."""
 
-    def __init__(self) -> None:
-        self.messages = self.recipients = self.bytes = 0
+    def __init__(self, tally: Path) -> None:
+        self.tally = tally.open("a", buffering=1)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages += 1
-        self.recipients += len(envelope.rcpt_tos)
-        self.bytes += len(envelope.original_content)
+        self.tally.write(f"{len(envelope.rcpt_tos)}\n")
         return "250 OK"
+
+
+def serve_smtp(port: int, tally: Path) -> None:
+    """The sink process (`--serve-smtp PORT FILE`): runs until killed."""
+    controller = Controller(CountingSink(tally), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+class SinkProcess:
+    def __init__(self, tally: Path) -> None:
+        self.port, self.tally = _free_port(), tally
+        tally.write_text("")
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve-smtp", str(self.port), str(tally)],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    @property
+    def messages(self) -> int:
+        return len(self.tally.read_text().splitlines())
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def create_database() -> tuple[str, str]:
@@ -105,7 +131,7 @@ def reset(url: str, run_id: int) -> None:
                      "lease_expires_at = now() + interval '10 minutes' WHERE id = %s", (run_id,))
 
 
-def herald_deliver(url: str, run_id: int, sink: CountingSink, count: int) -> float:
+def herald_deliver(url: str, run_id: int, sink: SinkProcess, count: int) -> float:
     from jobs.pipeline import deliver_stage
     from models.db import session_scope
     from models.runs import ReportRun
@@ -123,7 +149,7 @@ def herald_deliver(url: str, run_id: int, sink: CountingSink, count: int) -> flo
     return elapsed
 
 
-def plain_loop(port: int, message: bytes, recipients: list[str], sink: CountingSink) -> float:
+def plain_loop(port: int, message: bytes, recipients: list[str], sink: SinkProcess) -> float:
     before = sink.messages
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
@@ -152,13 +178,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--serve-smtp", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_smtp:
+        return serve_smtp(int(args.serve_smtp[0]), Path(args.serve_smtp[1]))
 
-    sink = CountingSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
-    controller.start()
+    sink = SinkProcess(Path(tempfile.mkdtemp(prefix="herald-bench-")) / "tally")
     name, url = create_database()
-    os.environ.update({"DATABASE_URL": url, "MAIL_SMTP_HOST": "127.0.0.1", "MAIL_SMTP_PORT": str(controller.port),
+    os.environ.update({"DATABASE_URL": url, "MAIL_SMTP_HOST": "127.0.0.1", "MAIL_SMTP_PORT": str(sink.port),
                        "MAIL_FROM": SENDER, "HERALD_MAX_RECIPIENTS": str(args.recipients),
                        "RENDER_PDF_STUB": "false"})
     os.environ.pop("REDIS_URL", None)
@@ -173,13 +200,13 @@ def main() -> None:
         message = one_message(url, run_id)
         print(f"message size: {len(message) / 1024:.0f} KiB (PDF and CSV attached)")
         herald_deliver(url, run_id, sink, len(recipients))  # warm-up: connections, caches
-        plain_loop(controller.port, message, recipients[:50], sink)
+        plain_loop(sink.port, message, recipients[:50], sink)
         herald_times, plain_times = [], []
         for _ in range(args.repeat):  # interleaved, so both see the same machine state
-            plain_times.append(plain_loop(controller.port, message, recipients, sink))
+            plain_times.append(plain_loop(sink.port, message, recipients, sink))
             herald_times.append(herald_deliver(url, run_id, sink, len(recipients)))
     finally:
-        controller.stop()
+        sink.stop()
         drop_database(name)
 
     n = len(recipients)

@@ -139,8 +139,12 @@ class MailSender:
              touch: Touch, part_sent: PartSent) -> str:
         mid = message_id(letter.run_id, delivery_id, self.from_addr)
         utf8 = not recipient.isascii()
-        fold = (policy.SMTPUTF8 if utf8 else policy.SMTP).fold_binary
-        data = fold("To", recipient) + fold("Message-ID", mid) + self._body(letter)
+        if utf8:
+            fold = policy.SMTPUTF8.fold_binary
+            headers = fold("To", recipient) + fold("Message-ID", mid)
+        else:  # a validated address and our own id: nothing to fold or encode
+            headers = f"To: {recipient}\r\nMessage-ID: {mid}\r\n".encode()
+        data = headers + self._body(letter)
         if self._client is None:
             try:
                 self._client = self._connect()
