@@ -27,12 +27,19 @@ from pathlib import Path
 from markupsafe import escape
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from models.errors import RenderError
 
 log = logging.getLogger("herald.browser")
 
 MAX_RENDERS_PER_CONTEXT = 100
+OPEN_TIMEOUT_S = 15.0  # opening a page, or loading a document into one
+
+
+class _Unresponsive(Exception):
+    """Raised when the browser cannot open a page in time: it is replaced, like a dead one."""
+
 SYSTEM_CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
                    "/usr/bin/google-chrome")
 LAUNCH_ARGS = ["--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -127,16 +134,26 @@ class ChromiumPrinter:
             raise
 
     async def _take_page(self, state: _ThreadBrowser) -> tuple[BrowserContext, Page]:
+        """A fresh context and page: the one prepared ahead, else a new one; the next is started.
+
+        Opening a page takes well under a second; a browser that cannot do it in
+        OPEN_TIMEOUT_S (killed, but not yet noticed by the driver) is treated as dead.
+        """
         spare, state.spare = state.spare, None
         fresh = None
         if spare is not None:
             try:
-                fresh = await spare
+                fresh = await asyncio.wait_for(spare, OPEN_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise _Unresponsive() from None
             except PlaywrightError:
                 fresh = None  # the browser died since; launch again below
         browser = await self._browser(state)
         if fresh is None:
-            fresh = await self._fresh_page(browser)
+            try:
+                fresh = await asyncio.wait_for(self._fresh_page(browser), OPEN_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise _Unresponsive() from None
         state.spare = state.loop.create_task(self._fresh_page(browser))
         return fresh
 
@@ -166,7 +183,10 @@ class ChromiumPrinter:
         context, page = await self._page_for(state, key)
         done = False
         try:
-            await page.set_content(html, wait_until="load")
+            try:  # inline HTML with no network loads in well under a second
+                await page.set_content(html, wait_until="load", timeout=OPEN_TIMEOUT_S * 1000)
+            except PlaywrightTimeoutError:
+                raise _Unresponsive() from None
             pdf = await page.pdf(**pdf_options(title))
             done = True
             return pdf
@@ -192,6 +212,12 @@ class ChromiumPrinter:
                 try:
                     return state.loop.run_until_complete(
                         asyncio.wait_for(self._print(state, html, title, key), self.timeout_s))
+                except _Unresponsive:
+                    self._discard(state)
+                    if attempt == 2:
+                        raise RenderError("the browser stopped answering; it was restarted, and "
+                                          "did not answer either.") from None
+                    log.warning("Chromium stopped answering; relaunching it for this render")
                 except asyncio.TimeoutError:
                     self._discard(state)  # a hung browser is not reused
                     raise RenderError(f"rendering the PDF took longer than {self.timeout_s:g} s; "
