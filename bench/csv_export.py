@@ -16,20 +16,19 @@ import argparse
 import csv
 import io
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-PG_ADMIN = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import create_database, drop_database  # noqa: E402
+
 COLUMNS = ["title", "video_url", "platform", "status", "campaign_tag", "channel_username",
            "published_at", "created_at", "views", "likes", "comments", "reposts"]
 QUERY = f"SELECT {', '.join(COLUMNS)} FROM videos ORDER BY id"
@@ -112,18 +111,13 @@ def main() -> None:
         child(args.child, args.url, args.seed_seconds)
         return
 
-    name = f"herald_bench_{uuid.uuid4().hex[:10]}"
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name, url = create_database()
     try:
-        populate(f"{base}/{name}", args.rows)
-        url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+        populate(url.replace("+psycopg", ""), args.rows)
         run("raw", url, 0)  # warm the table into the page cache
         results = {m: run(m, url, args.seed_seconds) for m in ("raw", "herald", "seed")}
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
     print(f"{args.rows:,} rows × {len(COLUMNS)} columns from PostgreSQL to a CSV file")
     for method, r in results.items():

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +30,8 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
-PG_ADMIN = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import create_database, drop_database, free_port  # noqa: E402
+
 SENDER = "Acme Reports <reports@acme.example>"
 REPORT = {
     "slug": "video-performance", "title": "Video performance", "params": {"campaign": "Campaign A"},
@@ -70,7 +70,7 @@ def serve_smtp(port: int, tally: Path) -> None:
 
 class SinkProcess:
     def __init__(self, tally: Path) -> None:
-        self.port, self.tally = _free_port(), tally
+        self.port, self.tally = free_port(), tally
         tally.write_text("")
         self.process = subprocess.Popen([sys.executable, __file__, "--serve-smtp", str(self.port), str(tally)],
                                         stdout=subprocess.PIPE, text=True)
@@ -85,16 +85,6 @@ class SinkProcess:
         self.process.wait()
 
 
-def create_database() -> tuple[str, str]:
-    name = f"herald_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare(url: str, recipients: list[str]) -> int:
@@ -217,14 +207,6 @@ def main() -> None:
     print(f"plain smtplib loop:   {plain_s:.2f} s for {n} messages = {plain_rate:,.0f} messages/min "
           f"(runs: {', '.join(f'{t:.2f}' for t in plain_times)})")
     print(f"herald / plain loop: {herald_rate / plain_rate:.2f}x (goal >= 0.7)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

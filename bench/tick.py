@@ -20,25 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
+
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-PG_ADMIN = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import create_database, drop_database  # noqa: E402
+
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = datetime(2026, 3, 2, 12, 0, 20, tzinfo=UTC)
 
 
-def create_database() -> tuple[str, str]:
-    name = f"herald_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def populate(url: str, total: int, due: int) -> None:
@@ -54,17 +45,17 @@ def populate(url: str, total: int, due: int) -> None:
             SELECT id, 'r', 'R', '{}'::json, now() FROM tenant"""))
         # Due: "M * * * *" whose latest fire (M past 11:00 or 12:00) is at or before NOW.
         conn.execute(sa.text("""
-            INSERT INTO schedule (tenant_id, report_id, cron, timezone, formats, params, active,
+            INSERT INTO schedule (tenant_id, report_id, cron, timezone, formats, channels, params, active,
                                   next_run_at, misfire_grace_seconds, created_at)
-            SELECT 1 + i % 100, 1 + i % 100, (i % 60) || ' * * * *', 'UTC', '["pdf"]', '{}', true,
+            SELECT 1 + i % 100, 1 + i % 100, (i % 60) || ' * * * *', 'UTC', '["pdf"]', '["email"]', '{}', true,
                    CASE WHEN i % 60 = 0 THEN :now_hour ELSE :now_hour - interval '1 hour'
                         + (i % 60) * interval '1 minute' END,
                    3600, now()
             FROM generate_series(1, :due) i"""), {"due": due, "now_hour": NOW.replace(minute=0, second=0)})
         conn.execute(sa.text("""
-            INSERT INTO schedule (tenant_id, report_id, cron, timezone, formats, params, active,
+            INSERT INTO schedule (tenant_id, report_id, cron, timezone, formats, channels, params, active,
                                   next_run_at, misfire_grace_seconds, created_at)
-            SELECT 1 + i % 100, 1 + i % 100, '0 9 * * *', 'UTC', '["pdf"]', '{}', i % 10 <> 0,
+            SELECT 1 + i % 100, 1 + i % 100, '0 9 * * *', 'UTC', '["pdf"]', '["email"]', '{}', i % 10 <> 0,
                    :tomorrow + (i % 40000) * interval '1 minute', 3600, now()
             FROM generate_series(1, :rest) i"""), {"rest": total - due, "tomorrow": NOW + timedelta(days=1)})
         conn.execute(sa.text("ANALYZE"))

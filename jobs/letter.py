@@ -23,7 +23,7 @@ from models.schedules import Schedule
 from models.settings import Settings
 from models.tenancy import Tenant
 from renderers.csv_export import ZIP_MEDIA_TYPE
-from renderers.html import format_kpi
+from renderers.html import format_kpi, kpi_summary
 
 
 def render_subject(template: str | None, title: str, period: str, tenant: str) -> str:
@@ -46,14 +46,9 @@ def build_letter(session: Session, run: ReportRun) -> Letter:
         attachments.append(Attachment(format=fmt, filename=artifact.filename, media_type=artifact.media_type,
                                       content=read_content(session, artifact.id), rows=artifact.rows))
         generated = artifact.created_at
-    summary = []
     stored = run_artifact(session, run.id, QUERY_RESULT)
-    if stored is not None:
-        sections = json.loads(read_content(session, stored.id))["sections"]
-        for section, result in zip(definition.sections, sections, strict=False):
-            if result["kind"] == "kpi":
-                value = result["rows"][0][result["columns"].index(section.column)] if result["rows"] else None
-                summary.append((section.title, format_kpi(value)))
+    results = json.loads(read_content(session, stored.id))["sections"] if stored else []
+    summary = kpi_summary(definition, results)
     summary += [("CSV rows", format_kpi(a.rows)) for a in attachments if a.format == Format.CSV]
     period = run.scheduled_for.astimezone(zone).date().isoformat()
     return Letter(run_id=run.id, subject=render_subject(schedule.subject, definition.title, period, tenant.name),
@@ -63,11 +58,12 @@ def build_letter(session: Session, run: ReportRun) -> Letter:
 
 
 def fitted_letter(letter: Letter, channel: Channel, settings: Settings, zipper: Zipper) -> Letter:
+    """The letter with the channel's documents: zipped where they had to be, and saying so."""
     attachments = fit(channel, letter.attachments, settings, zipper)
-    notes = tuple(f"{a.filename} is zipped to fit the size limit." for a, b in
-                  zip(attachments, letter.attachments, strict=True)
-                  if a.media_type == ZIP_MEDIA_TYPE and b.media_type != ZIP_MEDIA_TYPE)
-    zipped_by_renderer = tuple(f"{a.filename} is zipped ({a.rows:,} rows)." for a in attachments
-                               if a.format == Format.CSV and a.media_type == ZIP_MEDIA_TYPE
-                               and a.rows is not None and not notes)
-    return replace(letter, attachments=attachments, notes=notes + zipped_by_renderer)
+    notes = []
+    for fitted, original in zip(attachments, letter.attachments, strict=True):
+        if original.media_type != ZIP_MEDIA_TYPE and fitted.media_type == ZIP_MEDIA_TYPE:
+            notes.append(f"{fitted.filename} is zipped to fit the size limit.")
+        elif fitted.media_type == ZIP_MEDIA_TYPE and fitted.rows is not None:
+            notes.append(f"{fitted.filename} is zipped ({fitted.rows:,} rows).")
+    return replace(letter, attachments=attachments, notes=tuple(notes))

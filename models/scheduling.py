@@ -62,8 +62,8 @@ def add_schedule(
     session: Session, tenant: Tenant, report_slug: str, *, now: datetime,
     cron_expr: str | None = None, cadence: str | None = None, at: str | None = None,
     timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
-    chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None, params: dict[str, Any] | None = None,
-    active: bool = True, created_by: str | None = None,
+    chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None,
+    params: dict[str, Any] | None = None, active: bool = True, created_by: str | None = None,
 ) -> Schedule:
     """Create a schedule; nothing is written unless every field is valid."""
     report = get_report(session, tenant, report_slug)
@@ -131,7 +131,8 @@ def schedule_to_dict(session: Session, schedule: Schedule) -> dict[str, Any]:
         "id": schedule.id, "tenant": tenant.slug, "report": report.slug, "cron": schedule.cron,
         "cadence": schedule.cadence, "at": schedule.at_time, "timezone": schedule.timezone,
         "description": cron.describe(schedule.cron) if _parses(schedule.cron) else None,
-        "formats": schedule.formats, "channels": schedule.channels, "subject": schedule.subject, "params": schedule.params,
+        "formats": schedule.formats, "channels": schedule.channels, "subject": schedule.subject,
+        "params": schedule.params,
         "active": schedule.active, "next_run_at": iso(schedule.next_run_at),
         "last_fired_at": iso(schedule.last_fired_at), "last_status": schedule.last_status,
         "last_error": schedule.last_error,

@@ -15,13 +15,12 @@ from renderers.job import RenderJob
 
 
 def render_pdf_document(job: RenderJob, directory: Path) -> Document:
-    from renderers.html import format_kpi, render_html
+    from renderers.html import kpi_summary, render_html
     from renderers.pdf import PDF_MEDIA_TYPE, print_pdf
 
     html = render_html(job.definition, job.results, tenant=job.tenant, params=job.params,
                        generated_at=job.generated_at)
-    kpis = [f"{r['title']}: {format_kpi(r['rows'][0][r['columns'].index(s.column)] if r['rows'] else None)}"
-            for s, r in zip(job.definition.sections, job.results, strict=True) if r["kind"] == "kpi"]
+    kpis = [f"{title}: {value}" for title, value in kpi_summary(job.definition, job.results)]
     content = print_pdf(html, job.definition.title, kpis, job.tenant_key)
     filename = f"{job.definition.slug}-{job.period.isoformat()}.pdf"
     path = directory / filename

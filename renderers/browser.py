@@ -175,9 +175,7 @@ class ChromiumPrinter:
     def _release_held(self, state: _ThreadBrowser) -> None:
         held, state.held, state.held_key = state.held, None, None
         if held is not None:
-            closing = state.loop.create_task(_close_quietly(held[0]))
-            state.closing.add(closing)
-            closing.add_done_callback(state.closing.discard)
+            _close_later(state, held[0])
 
     async def _print(self, state: _ThreadBrowser, html: str, title: str, key: str | None) -> bytes:
         context, page = await self._page_for(state, key)
@@ -191,13 +189,10 @@ class ChromiumPrinter:
             done = True
             return pdf
         finally:
-            if not done or state.held is None or state.held[0] is not context:
-                # an unkeyed render, or one that failed: its context is never used again
-                if state.held is not None and state.held[0] is context:
-                    state.held, state.held_key = None, None
-                closing = state.loop.create_task(_close_quietly(context))
-                state.closing.add(closing)
-                closing.add_done_callback(state.closing.discard)
+            if state.held is None or state.held[0] is not context:
+                _close_later(state, context)  # an unkeyed render's context serves once
+            elif not done:
+                self._release_held(state)  # nor is a context reused after a failed render
 
     def print_pdf(self, html: str, title: str = "", key: str | None = None) -> bytes:
         """The HTML as PDF bytes; a dead browser is replaced once, a slow render is a RenderError.
@@ -273,6 +268,13 @@ class ChromiumPrinter:
             state.loop.run_until_complete(state.playwright.stop())
         state.loop.close()
         self._local.state = None
+
+
+def _close_later(state: _ThreadBrowser, context: BrowserContext) -> None:
+    """Close `context` on the thread's loop without holding up the render that used it."""
+    closing = state.loop.create_task(_close_quietly(context))
+    state.closing.add(closing)
+    closing.add_done_callback(state.closing.discard)
 
 
 async def _close_quietly(context: BrowserContext) -> None:

@@ -27,16 +27,25 @@ def format_kpi(value: Any) -> str:
     return str(value)
 
 
+def kpi_value(section: Any, result: dict[str, Any]) -> Any:
+    """A KPI section's value: its column in the first row, None when the query returned none."""
+    return result["rows"][0][result["columns"].index(section.column)] if result["rows"] else None
+
+
+def kpi_summary(definition: ReportDefinition, results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(title, formatted value) for each KPI section, as the PDF shows them."""
+    return [(section.title, format_kpi(kpi_value(section, result)))
+            for section, result in zip(definition.sections, results, strict=False) if section.kind == "kpi"]
+
+
 def section_groups(definition: ReportDefinition, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Consecutive KPIs become one row of tiles; charts become SVG; tables stay rows."""
     groups: list[dict[str, Any]] = []
     for section, result in zip(definition.sections, results, strict=True):
         if section.kind == "kpi":
-            column = result["columns"].index(section.column)
-            value = result["rows"][0][column] if result["rows"] else None
             if not groups or groups[-1]["kind"] != "kpi":
                 groups.append({"kind": "kpi", "tiles": []})
-            groups[-1]["tiles"].append({"title": section.title, "value": format_kpi(value)})
+            groups[-1]["tiles"].append({"title": section.title, "value": format_kpi(kpi_value(section, result))})
         elif isinstance(section, ChartSection):
             spec = chart_spec(section.chart, result["columns"], result["rows"])
             # vl-convert writes XML-escaped SVG text; it is the only markup let through.

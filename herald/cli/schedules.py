@@ -38,8 +38,8 @@ def schedule_add(
         owner = catalog.get_tenant(session, tenant)
         schedule = scheduling.add_schedule(
             session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
-            timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel, subject=subject,
-            active=not paused,
+            timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel,
+            subject=subject, active=not paused,
         )
         data = scheduling.schedule_to_dict(session, schedule)
     if json_out:

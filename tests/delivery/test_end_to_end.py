@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from models import migrate
 from models.db import session_scope, utcnow
-from models.runs import FINAL_RUN_STATES, ReportRun, RunStatus
+from models.runs import FINAL_RUN_STATES, Delivery, ReportRun, RunStatus
 from models.schedules import Schedule
 from tests.delivery.conftest import SENDER, TOKEN, make_schedule
 from tests.delivery.servers import BotApi, MailSink
@@ -61,6 +61,12 @@ def the_run(url: str) -> ReportRun | None:
         return session.execute(sa.select(ReportRun)).scalars().first()
 
 
+def first_is_recorded(url: str) -> bool:
+    with session_scope(url) as session:
+        status = session.execute(sa.select(Delivery.status).where(Delivery.recipient == EMAILS[0])).scalar()
+    return status == "sent"
+
+
 def tick(env: dict[str, str]) -> None:
     subprocess.run(["herald", "tick"], env=env, check=True, capture_output=True, timeout=60)
 
@@ -94,6 +100,9 @@ def test_a_worker_killed_mid_delivery_leaves_nobody_out_and_resends_recognisably
     try:
         tick(env)
         assert stall.reached.wait(120), "the delivery never reached the mail server"
+        # the first message's stamp is written by a background thread: let it land, so the
+        # kill falls exactly while the second message is in flight
+        wait_for(lambda: first_is_recorded(url), timeout=30, every=0.05)
         kill_group(worker_a)
         threading.Timer(1.0, stall.release.set).start()
         worker_b = start_worker(env)
