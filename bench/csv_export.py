@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-from bench.common import create_database, drop_database  # noqa: E402
+from bench._common import create_database, drop_database  # noqa: E402
 
 COLUMNS = ["title", "video_url", "platform", "status", "campaign_tag", "channel_username",
            "published_at", "created_at", "views", "likes", "comments", "reposts"]

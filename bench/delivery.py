@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bench.common import create_database, drop_database, free_port  # noqa: E402
+from bench._common import create_database, drop_database, free_port  # noqa: E402
 
 SENDER = "Acme Reports <reports@acme.example>"
 REPORT = {

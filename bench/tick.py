@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench.common import create_database, drop_database  # noqa: E402
+from bench._common import create_database, drop_database  # noqa: E402
 
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = datetime(2026, 3, 2, 12, 0, 20, tzinfo=UTC)
