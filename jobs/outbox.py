@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models.db import session_scope, utcnow
-from models.redact import redact
 from models.runs import ReportRun, RunStatus, transition
 from models.schedules import Schedule
 from models.settings import get_settings
@@ -98,7 +97,7 @@ def holding_lease(run_id: int, lease: timedelta) -> Iterator[None]:
 def note_error(run_id: int, error: str) -> None:
     """Keep a running run's latest error, so an abandoned run says why."""
     with session_scope() as session:
-        session.execute(RUNS.update().where(RUNS.c.id == run_id).values(error=redact(error)))
+        session.execute(RUNS.update().where(RUNS.c.id == run_id).values(error=error))
 
 
 def record_end(session: Session, run: ReportRun, status: RunStatus, now: datetime,

@@ -28,17 +28,16 @@ from models.artifacts import (
     store_artifact_file,
 )
 from models.base import Format
-from models.datasource import QueryResult, read_only, run_query
 from models.db import session_scope, utcnow
 from models.definition import ChartSection, KpiSection, ReportDefinition, TableSection
 from models.errors import QueryError, RenderError
-from models.redact import redact
 from models.reports import Report
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
 from renderers import RENDERERS, Document, RenderJob
+from tenantdb import QueryResult, check_columns, open_source
 
 log = logging.getLogger("herald.pipeline")
 CHART_MAX_ROWS = 5000
@@ -54,33 +53,20 @@ def _load(session: Session, run_id: int) -> tuple[Schedule, Report, Tenant]:
     return schedule, session.get(Report, schedule.report_id), session.get(Tenant, run.tenant_id)
 
 
-def required_columns(section: Any) -> list[str]:
-    if isinstance(section, KpiSection):
-        return [section.column]
-    if isinstance(section, ChartSection):
-        return [c for c in (section.chart.x, section.chart.y, section.chart.color) if c]
-    return []
-
-
 def query_sections(datasource_url: str, definition: ReportDefinition,
                    params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's rows from the tenant's database, checked against what the section needs."""
     settings = get_settings()
     timeout = settings.query_timeout_seconds
     results = []
-    with read_only(datasource_url, timeout) as conn:
+    with open_source(datasource_url, timeout) as source:
         for i, section in enumerate(definition.sections):
             where = f"sections[{i}] ({section.title!r})"
             cap = {KpiSection: 1, ChartSection: CHART_MAX_ROWS}.get(type(section))
             if isinstance(section, TableSection):
                 cap = section.max_rows or settings.pdf_table_max_rows
-            result: QueryResult = run_query(conn, section.sql, params, cap, where, timeout)
-            missing = [c for c in required_columns(section) if c not in result.columns]
-            if missing:
-                raise QueryError(
-                    f"{where} has no column {', '.join(map(repr, missing))}; its query returns "
-                    f"{', '.join(result.columns) or 'no columns'}."
-                )
+            result: QueryResult = source.query(section.sql, params, cap=cap, where=where)
+            check_columns(section, result.columns, where)
             results.append({"kind": section.kind, "title": section.title,
                             "columns": result.columns, "rows": result.rows, "total": result.total})
     return results
@@ -104,7 +90,7 @@ def query_stage(run_id: int) -> str | None:
     except Exception as exc:
         # Unexpected (tenant DB unreachable, a bug): hand the run back and let Dramatiq
         # retry; `max_run_attempts` bounds how often.
-        release_run(run_id, utcnow(), redact(f"{type(exc).__name__}: {exc}"))
+        release_run(run_id, utcnow(), f"{type(exc).__name__}: {exc}")
         raise
 
 

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, select
 
 from models.cron import parse_timezone
 from models.db import utcnow
-from models.definition import SLUG_PATTERN, ReportDefinition
+from models.definition import SLUG_RULE, ReportDefinition, is_slug
 from models.errors import Conflict, InvalidInput, NotFound
 from models.recipients import normalise_email, normalise_recipients
 from models.reports import Report
 from models.settings import get_settings
 from models.tenancy import Membership, Role, Tenant, TenantRecipient, User
+from models.text import require_one_line
+from tenantdb import check_datasource, check_report, parse_datasource
 
 _hasher = PasswordHasher()
 
@@ -34,17 +36,6 @@ def redact_url(url: str | None) -> str | None:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unparseable URL)"
-
-
-def validate_datasource(url: str) -> str:
-    try:
-        make_url(url).get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError):
-        raise InvalidInput(
-            "--datasource is not a usable database URL; write it like "
-            "postgresql://user:password@host/dbname or sqlite:///path/to/file.db."
-        ) from None
-    return url
 
 
 def get_tenant(session: Session, slug: str) -> Tenant:
@@ -72,14 +63,17 @@ def add_tenant(
 ) -> Tenant:
     """Create a tenant with its tenant-wide fallback recipients."""
     _check_slug(slug, "tenant")
+    require_one_line(name, "tenant name")
     if not name.strip():
         raise InvalidInput("--name must not be empty; give the tenant a display name.")
     parse_timezone(timezone)
     if datasource_url:
-        validate_datasource(datasource_url)
+        parse_datasource(datasource_url)
     recipients = normalise_recipients(emails, chats, get_settings().max_recipients)
     if session.exec(select(Tenant.id).where(Tenant.slug == slug)).first() is not None:
         raise Conflict(f"A tenant with slug {slug!r} already exists; choose another slug.")
+    if datasource_url:  # last: it connects, and checks the role may only read
+        check_datasource(datasource_url)
     tenant = Tenant(slug=slug, name=name.strip(), timezone=timezone, datasource_url=datasource_url)
     session.add(tenant)
     session.flush()
@@ -90,15 +84,18 @@ def add_tenant(
 
 
 def _check_slug(slug: str, what: str) -> None:
-    if not re.match(SLUG_PATTERN, slug or ""):
-        raise InvalidInput(
-            f"{what.capitalize()} slug {slug!r} is not valid; use lowercase letters, digits "
-            f"and hyphens, starting with a letter or digit (at most 64)."
-        )
+    if not is_slug(slug or ""):
+        raise InvalidInput(f"{what.capitalize()} slug {slug!r} is not valid; {SLUG_RULE}.")
 
 
 def save_report(session: Session, tenant: Tenant, definition: ReportDefinition) -> tuple[Report, bool]:
-    """Create the report, or update the one with the same slug. Returns (report, created)."""
+    """Create the report, or update the one with the same slug. Returns (report, created).
+
+    When the tenant has a data source, it first describes each query (no rows are read),
+    so SQL that is not one SELECT, or lacks a column its section shows, is refused here.
+    """
+    if tenant.datasource_url:
+        check_report(tenant.datasource_url, definition)
     data = definition.model_dump(mode="json", exclude_none=True)
     report = session.exec(
         select(Report).where(Report.tenant_id == tenant.id, Report.slug == definition.slug)
@@ -131,39 +128,73 @@ def tenant_to_dict(session: Session, tenant: Tenant) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class UserGrant:
+    """What `add_user` did: "created" the user, "added" an existing one to the tenant,
+    "role changed" (from `previous_role`), or "unchanged"."""
+
+    user: User
+    role: Role
+    change: str
+    previous_role: Role | None = None
+    generated_password: str | None = None
+
+
 def add_user(
     session: Session, email: str, tenant: Tenant, role: str, password: str | None = None
-) -> tuple[User, str | None]:
-    """Add a user (or reuse the one with that e-mail) to a tenant with a role.
+) -> UserGrant:
+    """Give a user a role in a tenant, creating the user when the e-mail is new.
 
-    Returns the user and, when herald generated the password, that password.
+    An existing user's password is never changed: giving one for them is refused.
     """
     email = normalise_email(email)
     try:
         role = Role(role)
     except ValueError:
         raise InvalidInput(f"Unknown role {role!r}; use viewer, editor or admin.") from None
+    user = session.exec(select(User).where(User.email == email)).first()
+    if user is None:
+        return _create_user(session, email, tenant, role, password)
+    if password is not None:
+        raise InvalidInput(
+            f"User {email} already exists; `herald user add` does not change passwords, "
+            f"so leave out --password-stdin to add them to this tenant."
+        )
+    return _grant_role(session, user, tenant, role)
+
+
+def _create_user(
+    session: Session, email: str, tenant: Tenant, role: Role, password: str | None
+) -> UserGrant:
+    """A new user with `password` (or a generated one) and a membership of `tenant`."""
     if password is not None and len(password) < 8:
         raise InvalidInput("The password is shorter than 8 characters; choose a longer one.")
     generated = None
-    user = session.exec(select(User).where(User.email == email)).first()
-    if user is None:
-        if password is None:
-            password = generated = secrets.token_urlsafe(12)
-        user = User(email=email, password_hash=_hasher.hash(password))
-        session.add(user)
-        session.flush()
-    elif password is not None:
-        user.password_hash = _hasher.hash(password)
+    if password is None:
+        password = generated = secrets.token_urlsafe(12)
+    user = User(email=email, password_hash=_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
+    session.flush()
+    return UserGrant(user, role, "created", generated_password=generated)
+
+
+def _grant_role(session: Session, user: User, tenant: Tenant, role: Role) -> UserGrant:
+    """Make an existing user a member of `tenant` with `role`; their password stays as it is."""
     membership = session.exec(
         select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
     ).first()
     if membership is None:
         session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
-    else:
-        membership.role = role
+        session.flush()
+        return UserGrant(user, role, "added")
+    previous = Role(membership.role)
+    if previous == role:
+        return UserGrant(user, role, "unchanged")
+    membership.role = role
     session.flush()
-    return user, generated
+    return UserGrant(user, role, "role changed", previous_role=previous)
 
 
 def verify_password(user: User, password: str) -> bool:

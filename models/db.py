@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
 
+from models.redact import redact
 from models.settings import get_settings
 
 
@@ -39,6 +40,17 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RedactedText(TypeDecorator):
+    """TEXT whose every written value is `redact()`ed (ORM and Core writes, `bindparam`s
+    included): error columns never store a secret."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else redact(value)
 
 
 def utcnow() -> datetime:

@@ -6,6 +6,7 @@ formatted in. Errors name the file, the field and the problem.
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,8 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import InvalidInput
+from models.text import NOT_ONE_LINE, has_control_character
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+SLUG_RULE = "use lowercase letters, digits and hyphens, starting with a letter or digit (at most 64)"
 FILENAME_FIELDS = ("slug", "date")
 Scalar = str | int | float | bool | None
 
@@ -52,10 +55,16 @@ class KpiSection(_Section):
     kind: Literal["kpi"]
     column: str = "value"
 
+    def required_columns(self) -> list[str]:
+        return [self.column]
+
 
 class ChartSection(_Section):
     kind: Literal["chart"]
     chart: ChartSpec
+
+    def required_columns(self) -> list[str]:
+        return [c for c in (self.chart.x, self.chart.y, self.chart.color) if c]
 
 
 class TableSection(_Section):
@@ -63,6 +72,9 @@ class TableSection(_Section):
 
     kind: Literal["table"]
     max_rows: int | None = Field(default=None, ge=1, le=100_000)
+
+    def required_columns(self) -> list[str]:
+        return []
 
 
 Section = Annotated[KpiSection | ChartSection | TableSection, Field(discriminator="kind")]
@@ -74,29 +86,63 @@ class CsvSpec(_Strict):
 
     @field_validator("filename")
     @classmethod
-    def _known_placeholders(cls, filename: str) -> str:
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(filename) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"is not a valid template ({exc})") from None
-        unknown = sorted({name for name in names if name not in FILENAME_FIELDS})
+    def _plain_file_name(cls, filename: str) -> str:
+        if has_control_character(filename):
+            raise ValueError(NOT_ONE_LINE)
+        placeholders = _placeholders(filename)
+        unknown = sorted({name for name, _, _ in placeholders if name not in FILENAME_FIELDS})
         if unknown:
             raise ValueError(
                 f"uses {{{unknown[0]}}}; only {{slug}} and {{date}} may appear in the filename"
             )
+        for name, conversion, spec in placeholders:
+            if conversion or spec:
+                written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"uses {{{written}}}; write {{{name}}} without a format spec or conversion")
         if "/" in filename or "\\" in filename:
             raise ValueError("must be a file name, not a path")
+        if not filename.format(slug="slug", date="2000-01-01").strip(" ."):
+            raise ValueError("names no file (it is empty, '.' or '..' once filled in); "
+                             "write e.g. {slug}-{date}.csv")
         return filename
+
+
+def _placeholders(template: str) -> list[tuple[str, str | None, str]]:
+    """Each `{...}` of a `str.format` template as (field name, conversion, format spec)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid template ({exc})") from None
+    return [(name, conversion, spec) for _, name, spec, conversion in parsed if name is not None]
+
+
+def is_slug(text: str) -> bool:
+    """True when all of `text` is a slug (a trailing newline is not accepted)."""
+    return re.fullmatch(SLUG_PATTERN, text) is not None
 
 
 class ReportDefinition(_Strict):
     """A saved report: parameters, sections for the PDF, and the CSV query."""
 
-    slug: str = Field(pattern=SLUG_PATTERN)
+    slug: str
     title: str = Field(min_length=1, max_length=200)
     params: dict[str, Scalar] = Field(default_factory=dict)
     sections: list[Section] = Field(default_factory=list)
     csv: CsvSpec | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _valid_slug(cls, slug: str) -> str:
+        if not is_slug(slug):
+            raise ValueError(f"{slug!r} is not valid; {SLUG_RULE}")
+        return slug
+
+    @field_validator("title")
+    @classmethod
+    def _one_line_title(cls, title: str) -> str:
+        if has_control_character(title):
+            raise ValueError(NOT_ONE_LINE)
+        return title
 
     @model_validator(mode="after")
     def _has_content_and_known_params(self) -> ReportDefinition:

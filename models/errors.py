@@ -36,3 +36,8 @@ class QueryError(HeraldError):
 class RenderError(HeraldError):
     """Raised when a document cannot be rendered (the browser failed or timed out).
     Transient: a retry with a fresh browser may succeed."""
+
+
+class DataSourceUnreachable(HeraldError):
+    """Raised when a tenant's data source cannot be reached or opened. Transient: the
+    database may be back when the run is retried."""

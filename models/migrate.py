@@ -8,7 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from models.db import UTCDateTime
+from models.db import RedactedText, UTCDateTime
 from models.settings import get_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -37,4 +37,6 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     if type_ == "type" and isinstance(obj, UTCDateTime):
         autogen_context.imports.add("import models.db")
         return "models.db.UTCDateTime()"
+    if type_ == "type" and isinstance(obj, RedactedText):
+        return "sa.Text()"  # redaction happens in Python; the column is plain TEXT
     return False

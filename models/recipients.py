@@ -23,7 +23,7 @@ def normalise_email(address: str) -> str:
 
 def normalise_chat_id(chat_id: str) -> str:
     text = str(chat_id).strip()
-    if not _CHAT_ID.match(text):
+    if not _CHAT_ID.fullmatch(text):
         raise InvalidInput(
             f"Telegram chat id {chat_id!r} is not numeric; use the chat's numeric id, "
             f"e.g. 123456789 or -1001234567890 for a group."

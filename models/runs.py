@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import Channel, created_at, json_column, parent, timestamp
+from models.db import RedactedText
 from models.errors import InvalidTransition
 
 
@@ -64,7 +65,7 @@ class ReportRun(SQLModel, table=True):
     finished_at: datetime | None = timestamp()
     lease_expires_at: datetime | None = timestamp()
     attempts: int = Field(default=0)
-    error: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=RedactedText)
     created_at: datetime = created_at()
 
 
@@ -84,7 +85,7 @@ class Delivery(SQLModel, table=True):
     lease_expires_at: datetime | None = timestamp()
     # What already reached the recipient, by format (Telegram sends one document per format).
     parts: dict[str, str] = json_column(dict)
-    error: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=RedactedText)
     created_at: datetime = created_at()
     started_at: datetime | None = timestamp()
     finished_at: datetime | None = timestamp()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import Channel, created_at, json_column, parent, timestamp
+from models.db import RedactedText
 
 
 class Schedule(SQLModel, table=True):
@@ -34,7 +35,7 @@ class Schedule(SQLModel, table=True):
     next_run_at: datetime | None = timestamp()
     last_fired_at: datetime | None = timestamp()
     last_status: str | None = Field(default=None, max_length=16)
-    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error: str | None = Field(default=None, sa_type=RedactedText)
     misfire_grace_seconds: int = Field(default=3600)
     created_by: str | None = Field(default=None, max_length=320)
     created_at: datetime = created_at()

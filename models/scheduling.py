@@ -18,6 +18,7 @@ from models.reports import Report
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import get_settings
 from models.tenancy import Tenant
+from models.text import require_one_line
 
 
 def resolve_cron(expr: str | None, cadence: str | None, at: str | None) -> str:
@@ -73,6 +74,7 @@ def add_schedule(
     chosen = parse_formats(formats)
     recipients = normalise_recipients(emails, chats, get_settings().max_recipients)
     chosen_channels = parse_channels(channels, recipients)
+    require_one_line(subject, "subject")
     unknown = sorted(set(params or {}) - set(report.definition.get("params", {})))
     if unknown:
         raise InvalidInput(f"Report {report.slug!r} has no parameter {unknown[0]!r}; "

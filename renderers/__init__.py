@@ -38,7 +38,7 @@ def render_csv_document(job: RenderJob, directory: Path) -> Document:
     settings = get_settings()
     return render_csv(job.datasource_url, job.definition.csv.sql, job.params, directory,
                       csv_filename(job.definition, job.period),
-                      timeout_s=settings.query_timeout_seconds,
+                      timeout_s=settings.query_timeout_seconds, max_bytes=settings.csv_max_bytes,
                       compress_above=(settings.csv_compress_above_bytes or None) if job.compress else None,
                       neutralise_formulas=settings.csv_neutralise_formulas)
 

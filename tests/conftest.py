@@ -10,12 +10,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
@@ -67,6 +69,46 @@ def create_pg_database(pg_admin: str) -> Iterator[Callable[[], str]]:
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         for name in created:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class TenantDatabase:
+    """A tenant's PostgreSQL database: `admin_url` fills it, `url` (a role that may only
+    read it) is what herald is given as the data source."""
+
+    admin_url: str
+    url: str
+    role: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def create_tenant_database(pg_admin: str) -> Iterator[Callable[[], TenantDatabase]]:
+    """A factory of tenant databases, each with its own SELECT-only login role; tables the
+    admin creates later are readable by that role. Databases and roles are dropped at the end."""
+    made: list[TenantDatabase] = []
+    base = make_url(sqlalchemy_url(pg_admin))
+
+    def create() -> TenantDatabase:
+        suffix = uuid.uuid4().hex[:12]
+        name, role, password = f"herald_tenant_{suffix}", f"herald_reader_{suffix}", f"pw-{suffix}"
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+        admin_url = base.set(database=name).render_as_string(hide_password=False)
+        with psycopg.connect(admin_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
+            conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            conn.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO "{role}"')
+        url = base.set(database=name, username=role, password=password).render_as_string(hide_password=False)
+        made.append(TenantDatabase(admin_url=admin_url, url=url, role=role, password=password))
+        return made[-1]
+
+    yield create
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        for db in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{make_url(db.url).database}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{db.role}"')
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import typer
 
 from models.db import utcnow
 from models.errors import HeraldError
+from models.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
@@ -27,7 +28,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except HeraldError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(str(exc))}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

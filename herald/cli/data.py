@@ -73,20 +73,35 @@ def user_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Give a user (created if new) a role in a tenant."""
+    """Give a user (created if new) a role in a tenant; an existing user's password is kept."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with session_scope() as session:
         owner = catalog.get_tenant(session, tenant)
-        user, generated = catalog.add_user(session, email, owner, role, password)
-        data = {"id": user.id, "email": user.email, "tenant": owner.slug, "role": role}
-    if generated:
-        data["generated_password"] = generated
+        grant = catalog.add_user(session, email, owner, role, password)
+        data = {"id": grant.user.id, "email": grant.user.email, "tenant": owner.slug,
+                "role": grant.role.value, "change": grant.change}
+    if grant.previous_role is not None:
+        data["previous_role"] = grant.previous_role.value
+    if grant.generated_password:
+        data["generated_password"] = grant.generated_password
     if json_out:
         print_json(data)
-    else:
-        typer.echo(f"user {data['email']} is {role} of {tenant} (id {data['id']})")
-        if generated:
-            typer.echo(f"generated password (shown once): {generated}")
+        return
+    typer.echo(_describe_grant(data))
+    if grant.generated_password:
+        typer.echo(f"generated password (shown once): {grant.generated_password}")
+
+
+def _describe_grant(data: dict) -> str:
+    """One line saying what `herald user add` changed."""
+    who, role, tenant = f"user {data['email']} (id {data['id']})", data["role"], data["tenant"]
+    if data["change"] == "created":
+        return f"{who} created as {role} of {tenant}"
+    if data["change"] == "added":
+        return f"existing {who} added to {tenant} as {role}; password unchanged"
+    if data["change"] == "role changed":
+        return f"{who} is now {role} of {tenant} (was {data['previous_role']}); password unchanged"
+    return f"{who} is already {role} of {tenant}; nothing changed"
 
 
 def demo(

@@ -4,15 +4,21 @@ its exit status and no row written. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, SQLModel
+import yaml
+from argon2 import PasswordHasher
+from sqlmodel import Session, SQLModel, select
 
 from models.catalog import count_rows, verify_password
-from models.tenancy import User
+from models.tenancy import Membership, Role, Tenant, User
 
 REPORT = Path(__file__).parents[1] / "fixtures" / "video-performance.yaml"
+ANA, ANA_PASSWORD = "ana@acme.example", "correct horse battery"
 
 
 def row_counts(session: Session) -> dict[str, int]:
@@ -64,12 +70,13 @@ def test_report_add_updates_by_slug(cli, acme, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["title"] == "Views v2"
 
 
-def test_tenant_json_hides_the_datasource_password(cli) -> None:
-    result = cli("tenant", "add", "beta", "--name", "Beta", "--json",
-                 "--datasource", "postgresql://reader:s3cret-pw@db.internal/beta")
+def test_tenant_json_hides_the_datasource_password(cli, create_tenant_database) -> None:
+    reader = create_tenant_database()
+    result = cli("tenant", "add", "beta", "--name", "Beta", "--json", "--datasource", reader.url)
     assert result.exit_code == 0, result.stderr
-    assert "s3cret-pw" not in result.stdout
-    assert json.loads(result.stdout)["datasource"] == "postgresql://reader:***@db.internal/beta"
+    assert reader.password not in result.stdout
+    shown = json.loads(result.stdout)["datasource"]
+    assert shown == reader.url.replace(f":{reader.password}@", ":***@")
 
 
 def test_user_add_reads_the_password_from_stdin(cli, acme, session: Session) -> None:
@@ -77,13 +84,82 @@ def test_user_add_reads_the_password_from_stdin(cli, acme, session: Session) -> 
                  "--password-stdin", "--json", input="correct horse battery\n")
     assert result.exit_code == 0, result.stderr
     assert "generated_password" not in json.loads(result.stdout)
+    assert json.loads(result.stdout)["change"] == "created"
     user = session.exec(User.__table__.select()).one()
     assert verify_password(User(**user._mapping), "correct horse battery")
     assert not verify_password(User(**user._mapping), "wrong")
 
 
+def test_user_add_for_an_existing_user_changes_membership_never_the_password(
+    cli, acme, session: Session
+) -> None:
+    assert cli("tenant", "add", "beta", "--name", "Beta").exit_code == 0
+    created = cli("user", "add", ANA, "--tenant", "acme", "--role", "viewer", "--password-stdin",
+                  input=f"{ANA_PASSWORD}\n")
+    assert created.stdout == f"user {ANA} (id 1) created as viewer of acme\n"
+
+    for tenant, role, line in [
+        ("beta", "editor", f"existing user {ANA} (id 1) added to beta as editor; password unchanged"),
+        ("acme", "admin", f"user {ANA} (id 1) is now admin of acme (was viewer); password unchanged"),
+        ("acme", "admin", f"user {ANA} (id 1) is already admin of acme; nothing changed"),
+    ]:
+        result = cli("user", "add", ANA, "--tenant", tenant, "--role", role)
+        assert (result.exit_code, result.stdout) == (0, line + "\n")  # and no generated password
+    result = cli("user", "add", ANA, "--tenant", "beta", "--role", "viewer", "--json")
+    assert json.loads(result.stdout) == {"id": 1, "email": ANA, "tenant": "beta", "role": "viewer",
+                                         "change": "role changed", "previous_role": "editor"}
+
+    session.expire_all()
+    roles = {(m.tenant_id, m.role) for m in session.exec(select(Membership))}
+    assert roles == {(1, Role.ADMIN), (2, Role.VIEWER)}
+    assert verify_password(session.exec(select(User)).one(), ANA_PASSWORD)
+
+
+@cache
+def _ana_password_hash() -> str:
+    return PasswordHasher().hash(ANA_PASSWORD)
+
+
+@pytest.fixture
+def ana(acme, session: Session) -> User:
+    """An existing viewer of acme, written directly (one password hash per test session)."""
+    user = User(email=ANA, password_hash=_ana_password_hash())
+    session.add(user)
+    session.flush()
+    tenant = session.exec(select(Tenant).where(Tenant.slug == "acme")).one()
+    session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=Role.VIEWER))
+    session.commit()
+    return user
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    """A report file argument: the example with `edit` applied, written under tmp_path."""
+
+    edit: Callable[[dict], object]
+
+    def write(self, directory: Path) -> str:
+        data = yaml.safe_load(REPORT.read_text())
+        self.edit(data)
+        path = directory / "report.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Stdin:
+    """What the command reads on stdin (not an argument)."""
+
+    text: str
+
+
+def _csv_filename(filename: str) -> ReportFile:
+    return ReportFile(lambda d: d["csv"].update(filename=filename))
+
+
 SCHEDULE = ["schedule", "add", "--tenant", "acme", "--report", "video-performance"]
 TOO_MANY = [arg for i in range(21) for arg in ("--email", f"r{i}@example.com")]
+NOT_ONE_LINE = "contains a line break or control character; write it on one line."
 
 REFUSALS = [
     pytest.param(["tenant", "add", "other", "--name", "O", "--timezone", "Mars/Olympus"],
@@ -130,23 +206,57 @@ REFUSALS = [
     pytest.param(["tenant", "add", "other", "--name", "O", "--email", "x@", "--telegram", "1"],
                  "'x@' is not a valid e-mail address", id="tenant-invalid-email"),
     pytest.param(["tenant", "add", "other", "--name", "O", "--datasource", "nonsense"],
-                 "--datasource is not a usable database URL", id="bad-datasource"),
+                 "The data source is not a PostgreSQL or SQLite URL; write it like postgresql://",
+                 id="bad-datasource"),
     pytest.param(["user", "add", "x@acme.example", "--tenant", "acme", "--role", "owner"],
                  "Unknown role 'owner'; use viewer, editor or admin", id="bad-role"),
     pytest.param(["schedule", "pause", "999"], "No schedule 999", id="unknown-schedule"),
     pytest.param(["cron", "next", "* * * *"], "Invalid cron expression", id="cron-next-malformed"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--subject", "Views\r\nBcc: x@evil.example"],
+                 f"The subject {NOT_ONE_LINE}", id="subject-header-injection"),
+    pytest.param([*SCHEDULE, "--cron", "0 9 * * *", "--subject", "Views\u2028{date}"],
+                 f"The subject {NOT_ONE_LINE}", id="subject-line-separator"),
+    pytest.param(["tenant", "add", "other", "--name", "Other\nBcc: x@evil.example"],
+                 f"The tenant name {NOT_ONE_LINE}", id="tenant-name-newline"),
+    pytest.param(["tenant", "add", "other", "--name", "Other\n"],
+                 f"The tenant name {NOT_ONE_LINE}", id="tenant-name-trailing-newline"),
+    pytest.param(["tenant", "add", "acme\n", "--name", "Acme"],
+                 "Tenant slug 'acme\\n' is not valid; use lowercase letters", id="tenant-slug-newline"),
+    pytest.param(["report", "add", "--tenant", "acme",
+                  ReportFile(lambda d: d.update(title="Views\nBcc: x@evil.example"))],
+                 f"report.yaml: title {NOT_ONE_LINE}", id="report-title-newline"),
+    pytest.param(["report", "add", "--tenant", "acme", ReportFile(lambda d: d.update(slug="acme\n"))],
+                 "report.yaml: slug 'acme\\n' is not valid; use lowercase letters", id="report-slug-newline"),
+    pytest.param(["report", "add", "--tenant", "acme", _csv_filename("{slug:>2000000000}")],
+                 "csv.filename uses {slug:>2000000000}; write {slug} without a format spec or conversion.",
+                 id="csv-filename-format-spec"),
+    pytest.param(["report", "add", "--tenant", "acme", _csv_filename("{date!r}.csv")],
+                 "csv.filename uses {date!r}; write {date} without a format spec or conversion.",
+                 id="csv-filename-conversion"),
+    pytest.param(["report", "add", "--tenant", "acme", _csv_filename("..")],
+                 "csv.filename names no file (it is empty, '.' or '..' once filled in)", id="csv-filename-dotdot"),
+    pytest.param(["report", "add", "--tenant", "acme", _csv_filename("")],
+                 "csv.filename names no file (it is empty, '.' or '..' once filled in)", id="csv-filename-empty"),
+    pytest.param(["user", "add", ANA, "--tenant", "acme", "--role", "admin", "--password-stdin",
+                  Stdin("a new password\n")],
+                 f"User {ANA} already exists; `herald user add` does not change passwords, "
+                 f"so leave out --password-stdin to add them to this tenant.", id="existing-user-password"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), REFUSALS)
 def test_invalid_input_is_one_sentence_exit_1_and_writes_nothing(
-    cli, acme, session: Session, args: list[str], message: str
+    cli, ana: User, session: Session, tmp_path: Path, args: list, message: str
 ) -> None:
+    stdin = next((a.text for a in args if isinstance(a, Stdin)), None)
+    args = [a.write(tmp_path) if isinstance(a, ReportFile) else a for a in args if not isinstance(a, Stdin)]
     before = row_counts(session)
-    result = cli(*args)
+    result = cli(*args, input=stdin)
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("error: ")
     assert message in result.stderr
     assert result.stderr.count("\n") == 1  # one line, no traceback
     assert row_counts(session) == before
+    if stdin is not None:  # a refused --password-stdin leaves the existing password as it was
+        assert verify_password(session.exec(select(User).where(User.email == ANA)).one(), ANA_PASSWORD)

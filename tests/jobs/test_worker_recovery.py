@@ -49,10 +49,11 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 
 
 def test_a_run_on_a_killed_worker_is_finished_by_another_within_two_minutes(
-    create_pg_database, redis_namespace: str
+    create_pg_database, create_tenant_database, redis_namespace: str
 ) -> None:
-    # Given a control database whose tenant reads a slow query from itself
+    # Given a tenant whose report runs a slow query
     url = create_pg_database()
+    tenant_db = create_tenant_database()
     migrate.upgrade(url)
     env = {**os.environ, "DATABASE_URL": url, "HERALD_LEASE_SECONDS": "6",
            "HERALD_REQUEUE_AFTER_SECONDS": "30", "REDIS_URL": os.environ["REDIS_URL"],
@@ -61,7 +62,7 @@ def test_a_run_on_a_killed_worker_is_finished_by_another_within_two_minutes(
     from models.tenancy import Tenant
 
     with session_scope(url) as session:
-        tenant = Tenant(slug="acme", name="Acme", datasource_url=url)
+        tenant = Tenant(slug="acme", name="Acme", datasource_url=tenant_db.url)
         session.add(tenant)
         session.flush()
         report = Report(tenant_id=tenant.id, slug="slow", title="Slow", definition=SLOW_REPORT)

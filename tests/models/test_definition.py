@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from models.catalog import count_rows
-from models.definition import ChartSection, load_definition
+from models.definition import ChartSection, ReportDefinition, load_definition, parse_definition
 from models.errors import InvalidInput
 from models.reports import Report
 
@@ -51,6 +52,25 @@ BROKEN = [
     pytest.param(lambda d: d["sections"][1]["chart"].update(mark="pie"),
                  "sections[1].chart.mark Input should be 'bar', 'line', 'area' or 'point'", id="bad-mark"),
     pytest.param(lambda d: d.update(colour="red"), "colour is not a known field", id="typo-field"),
+    pytest.param(lambda d: d.update(slug="video-performance\n"),
+                 "slug 'video-performance\\n' is not valid; use lowercase letters, digits and hyphens, "
+                 "starting with a letter or digit (at most 64)", id="slug-trailing-newline"),
+    pytest.param(lambda d: d.update(title="Views\r\nBcc: x@evil.example"),
+                 "title contains a line break or control character; write it on one line", id="title-newline"),
+    pytest.param(lambda d: d["csv"].update(filename="{slug:>2000000000}"),
+                 "csv.filename uses {slug:>2000000000}; write {slug} without a format spec or conversion",
+                 id="filename-format-spec"),
+    pytest.param(lambda d: d["csv"].update(filename="{date!r}.csv"),
+                 "csv.filename uses {date!r}; write {date} without a format spec or conversion",
+                 id="filename-conversion"),
+    pytest.param(lambda d: d["csv"].update(filename="{slug:{date}}.csv"),
+                 "csv.filename uses {slug:{date}}; write {slug} without a format spec or conversion",
+                 id="filename-nested-spec"),
+    pytest.param(lambda d: d["csv"].update(filename="../{slug}.csv"),
+                 "csv.filename must be a file name, not a path", id="filename-path"),
+    pytest.param(lambda d: d["csv"].update(filename="{slug}\n.csv"),
+                 "csv.filename contains a line break or control character; write it on one line",
+                 id="filename-newline"),
 ]
 
 
@@ -76,3 +96,46 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path.write_text("slug: x\ntitle: [unclosed\nsections: []\n")
     with pytest.raises(InvalidInput, match=r"bad.yaml: is not valid YAML at line \d"):
         load_definition(path)
+
+
+@pytest.mark.parametrize("filename", ["", ".", "..", " . "])
+def test_a_csv_filename_must_name_a_file(filename: str) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["csv"]["filename"] = filename
+    with pytest.raises(InvalidInput) as refused:
+        parse_definition(data)
+    assert str(refused.value) == ("report: csv.filename names no file (it is empty, '.' or '..' once "
+                                  "filled in); write e.g. {slug}-{date}.csv.")
+
+
+@pytest.mark.parametrize("filename", ["{slug}-{date}.csv", "export.csv", "{slug}..{date}.csv", "{{slug}}.csv"])
+def test_plain_csv_filenames_are_accepted(filename: str) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["csv"]["filename"] = filename
+    assert parse_definition(data).csv.filename == filename
+
+
+def test_a_slug_with_a_trailing_newline_is_refused_by_the_model_itself() -> None:
+    """`$` in a Python regex matches before a final newline; the slug must match in full."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    with pytest.raises(ValidationError, match="is not valid"):
+        ReportDefinition.model_validate({**data, "slug": "video-performance\n"})
+    assert ReportDefinition.model_validate(data).slug == "video-performance"
+
+
+CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x0b", "\x0c", "\x1b", "\x1f", "\x7f", "\x85",
+                      "\x9f", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS, ids=[hex(ord(c)) for c in CONTROL_CHARACTERS])
+def test_a_title_with_a_control_character_is_refused(character: str) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    with pytest.raises(InvalidInput) as refused:
+        parse_definition({**data, "title": f"Views{character}weekly"})
+    assert str(refused.value) == "report: title contains a line break or control character; write it on one line."
+
+
+def test_a_title_may_hold_any_printable_text() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    title = "Просмотры — «weekly» \u00a0📈 100%"
+    assert parse_definition({**data, "title": title}).title == title

@@ -56,9 +56,11 @@ def pdf_images(pdf: bytes, tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def hostile_db(create_pg_database) -> str:
-    """A tenant database with seed 002's `videos` columns: hostile text first, 10,000 rows."""
-    url = create_pg_database()
+def hostile_db(create_tenant_database) -> str:
+    """A tenant database with seed 002's `videos` columns: hostile text first, 10,000 rows;
+    its read-only role's URL."""
+    db = create_tenant_database()
+    url = db.url
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rows = []
     for i in range(ROWS):
@@ -68,7 +70,7 @@ def hostile_db(create_pg_database) -> str:
                      HOSTILE[(i + 3) % len(HOSTILE)] if i < 50 else f"@creator{i % 37}",
                      (start + timedelta(hours=5 * i)).date(), start + timedelta(minutes=37 * i),
                      (i * 7919) % 1_000_003, i % 1000, -(i % 13), i % 5))
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+    with psycopg.connect(db.admin_url.replace("+psycopg", "")) as conn:
         conn.execute("""CREATE TABLE videos (id int PRIMARY KEY, title text, video_url text,
             platform varchar(20), status text, campaign_tag text, channel_username text,
             published_at date, created_at timestamptz, views bigint, likes integer,

@@ -14,8 +14,9 @@ from jobs.pipeline import query_sections
 from models.base import Format
 from models.definition import parse_definition
 from renderers import RENDERERS
-from renderers.csv_export import FORMULA_STARTS, export_csv
+from renderers.csv_export import export_csv
 from renderers.job import RenderJob
+from tenantdb import FORMULA_STARTS
 from tests.renderers.conftest import HOSTILE, ROWS, SEED_COLUMNS, pdf_text
 
 REPORT = parse_definition({
@@ -74,7 +75,7 @@ def _expected_rows(url: str) -> list[list[str]]:
 
 def test_the_csv_round_trips_every_row_with_formulas_neutralised(hostile_db: str, tmp_path: Path) -> None:
     buffer = io.BytesIO()
-    written = export_csv(hostile_db, REPORT.csv.sql, {}, buffer, timeout_s=30)
+    written = export_csv(hostile_db, REPORT.csv.sql, {}, buffer, timeout_s=30, max_bytes=10**8)
     rows = list(csv.reader(io.StringIO(buffer.getvalue().decode("utf-8"), newline="")))
 
     assert written == ROWS
@@ -90,7 +91,7 @@ def test_the_csv_round_trips_every_row_with_formulas_neutralised(hostile_db: str
 def test_neutralising_can_be_turned_off(hostile_db: str) -> None:
     buffer = io.BytesIO()
     export_csv(hostile_db, "SELECT id, title FROM videos WHERE id < 13 ORDER BY id", {}, buffer,
-               timeout_s=30, neutralise_formulas=False)
+               timeout_s=30, max_bytes=10**8, neutralise_formulas=False)
     rows = list(csv.reader(io.StringIO(buffer.getvalue().decode(), newline="")))
     assert [r[1] for r in rows[1:]] == [v or "" for v in HOSTILE]
 
@@ -103,7 +104,8 @@ def test_the_sqlite_path_writes_the_same_cells(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (id INTEGER, title TEXT, n REAL)")
         conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, v, -i / 2) for i, v in enumerate(HOSTILE)])
     buffer = io.BytesIO()
-    written = export_csv(f"sqlite:///{path}", "SELECT id, title, n FROM t ORDER BY id", {}, buffer, timeout_s=10)
+    written = export_csv(f"sqlite:///{path}", "SELECT id, title, n FROM t ORDER BY id", {}, buffer,
+                         timeout_s=10, max_bytes=10**8)
     rows = list(csv.reader(io.StringIO(buffer.getvalue().decode(), newline="")))
     assert written == len(HOSTILE)
     assert [r[1] for r in rows[1:]] == [("'" + v if v[:1] in FORMULA_STARTS else v) if v else "" for v in HOSTILE]

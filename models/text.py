@@ -1,0 +1,24 @@
+"""One-line text: what may go into an e-mail header, a file name or a title."""
+
+from __future__ import annotations
+
+import re
+
+from models.errors import InvalidInput
+
+# C0 controls (CR, LF, TAB, ...), DEL, C1 controls (NEL, ...), and the Unicode line and
+# paragraph separators: each can break a header or a line of text in two.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+NOT_ONE_LINE = "contains a line break or control character; write it on one line"
+
+
+def has_control_character(text: str) -> bool:
+    """True when `text` holds a line break, a tab or another control character."""
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
+def require_one_line(text: str | None, noun: str) -> str | None:
+    """`text` unchanged, or `InvalidInput` naming `noun` when it is not a single line."""
+    if text is not None and has_control_character(text):
+        raise InvalidInput(f"The {noun} {NOT_ONE_LINE}.")
+    return text

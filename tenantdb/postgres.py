@@ -1,0 +1,296 @@
+"""A PostgreSQL data source: one statement, read-only, bounded by a statement timeout.
+
+- Every statement goes over the extended query protocol, which runs exactly one
+  statement: the server refuses `SELECT 1; DELETE …` ("cannot insert multiple
+  commands into a prepared statement"). psycopg would use the simple protocol for
+  a statement without parameters and for every COPY; `_OneStatementCursor` stops it.
+- Report SQL is run as a subquery (`SELECT * FROM (<sql>) AS q`, `COPY (…) TO
+  STDOUT`), so the server's parser refuses anything that is not a query: SET, DO,
+  CALL, LOCK, COPY TO PROGRAM and data-modifying WITH.
+- Sessions start with `default_transaction_read_only=on`; each use is one
+  REPEATABLE READ READ ONLY transaction whose first statement takes the snapshot
+  (so it cannot be switched to read-write) and sets the statement timeout. Rows
+  are streamed from one statement, so the timeout bounds the whole query.
+- The role must not be a superuser or hold pg_execute_server_program,
+  pg_read_server_files or pg_write_server_files: checked at every use.
+- A connection goes back to the pool rolled back and `DISCARD ALL`ed (session
+  settings, advisory locks, prepared statements gone); one that fails that is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import pq
+from sqlalchemy import pool
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+
+from models.errors import DataSourceUnreachable, QueryError
+from tenantdb import base
+from tenantdb.base import QueryResult, TenantSource
+
+READ_ONLY_SQLSTATE = "25006"
+READ_WRITE_TOO_LATE_SQLSTATE = "25001"  # "transaction read-write mode must be set before any query"
+QUERY_CANCELED_SQLSTATE = "57014"
+SYNTAX_ERROR_SQLSTATE = "42601"
+INSUFFICIENT_PRIVILEGE_SQLSTATE = "42501"
+SEVERAL_STATEMENTS = "cannot insert multiple commands"
+DANGEROUS_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+STREAM_ROWS = 2000 if psycopg.capabilities.has_stream_chunked() else 1
+# The types whose text a spreadsheet could read as a formula are neutralised: every type
+# category but numbers, dates, booleans, intervals, bit strings, geometry, network
+# addresses, arrays, composites and ranges (none of whose text starts with = + - @ …
+# except numbers, which must stay numbers). Text (S), enums (E), json, xml, citext…
+SAFE_CATEGORIES = frozenset("NDBTVGIACR")
+# text, varchar, bpchar, name, "char": compared without a cast.
+TEXT_TYPE_OIDS = frozenset({25, 1043, 1042, 19, 18})
+FORMULA_CODES_SQL = ", ".join(str(ord(c)) for c in base.FORMULA_STARTS)
+FORMULA_MAX_CODE = max(map(ord, base.FORMULA_STARTS))
+_DIALECT = postgresql.psycopg.dialect()
+
+_SESSION_CHECK = """
+SELECT set_config('statement_timeout', %s, true), current_user, r.rolsuper,
+       array(SELECT p FROM unnest(%s::text[]) AS p WHERE pg_has_role(current_user, p, 'MEMBER'))
+FROM pg_roles AS r WHERE r.rolname = current_user
+"""
+
+
+class _OneStatementCursor(psycopg.Cursor):
+    """A cursor that sends everything over the extended protocol, COPY included."""
+
+    def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
+        super()._execute_send(query, force_extended=True, binary=binary)
+
+
+def role_advice(role: str, database: str) -> str:
+    return (f"give herald a role that can only read, e.g. CREATE ROLE herald_reader LOGIN PASSWORD "
+            f"'…'; GRANT CONNECT ON DATABASE {database} TO herald_reader; GRANT USAGE ON SCHEMA public "
+            f"TO herald_reader; GRANT SELECT ON ALL TABLES IN SCHEMA public TO herald_reader")
+
+
+class _Pools:
+    """One small pool per data source, for the most recently used `size` data sources: a
+    worker keeps at most one idle connection to each, and none to a tenant it no longer serves."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pools: OrderedDict[str, pool.QueuePool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, conninfo: str) -> pool.QueuePool:
+        with self._lock:
+            found = self._pools.pop(conninfo, None) or _new_pool(conninfo)
+            self._pools[conninfo] = found
+            while len(self._pools) > self.size:
+                _, evicted = self._pools.popitem(last=False)
+                evicted.dispose()
+            return found
+
+
+def _new_pool(conninfo: str) -> pool.QueuePool:
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(conninfo, autocommit=True, cursor_factory=_OneStatementCursor,
+                               options="-c default_transaction_read_only=on", connect_timeout=10,
+                               prepare_threshold=None,  # DISCARD ALL drops prepared statements
+                               application_name="herald")
+
+    return pool.QueuePool(connect, pool_size=1, max_overflow=8, reset_on_return=None)
+
+
+_pool = _Pools(size=32)
+
+
+class PostgresSource(TenantSource):
+    def __init__(self, conn: psycopg.Connection, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.conn = conn
+
+    def _fail(self, exc: psycopg.Error, where: str, text: str = "", values: Any = None) -> QueryError:
+        if getattr(exc, "sqlstate", None) == SYNTAX_ERROR_SQLSTATE and text:
+            return QueryError(self._diagnose(exc, where, text, values))
+        return QueryError(describe_failure(exc, where, self.timeout_s))
+
+    def _diagnose(self, exc: psycopg.Error, where: str, text: str, values: Any) -> str:
+        """Why the wrapped query did not parse: several statements, a statement that is not a
+        query, or a plain syntax error.
+
+        The server parses the SQL alone (an unnamed prepared statement, never executed);
+        then the transaction is begun again as it was, for whatever the caller runs next.
+        """
+        self.conn.execute("ROLLBACK")
+        try:
+            bare = psycopg.ClientCursor(self.conn).mogrify(text, values)
+            error = (self.conn.pgconn.prepare(b"", bare.encode()).error_message or b"").decode(errors="replace")
+        finally:
+            begin(self.conn, self.timeout_s)
+        if SEVERAL_STATEMENTS in error:
+            return base.several_statements(where)
+        if not error:
+            return base.not_a_query(where, _first_word(text))
+        return describe_failure(exc, where, self.timeout_s)
+
+    def query(self, sql: str, params: Mapping[str, Any], *, cap: int, where: str) -> QueryResult:
+        text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
+        wrapped = f"SELECT * FROM (\n{text}\n) AS herald_query"
+        cur = self.conn.cursor()
+        rows: list[list[Any]] = []
+        total = 0
+        try:
+            for row in cur.stream(wrapped, values, size=STREAM_ROWS):
+                total += 1
+                if len(rows) < cap:
+                    rows.append([base.jsonable(v) for v in row])
+            if cur.description is None:  # no rows: ask for the columns alone
+                cur.execute(wrapped + " LIMIT 0", values)
+        except psycopg.Error as exc:
+            raise self._fail(exc, where, text, values) from None
+        return QueryResult(columns=[c.name for c in cur.description], rows=rows, total=total)
+
+    def columns(self, sql: str, params: Mapping[str, Any], *, where: str) -> list[str]:
+        return [name for name, _ in self._describe(sql, params, where)]
+
+    def _describe(self, sql: str, params: Mapping[str, Any], where: str) -> list[tuple[str, int]]:
+        text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"SELECT * FROM (\n{text}\n) AS herald_query LIMIT 0", values)
+        except psycopg.Error as exc:
+            raise self._fail(exc, where, text, values) from None
+        return [(c.name, c.type_code) for c in cur.description]
+
+    def export_csv(self, sql: str, params: Mapping[str, Any], target: BinaryIO, *,
+                   neutralise: bool, max_bytes: int, where: str = "csv.sql") -> int:
+        text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
+        query = f"SELECT * FROM (\n{text}\n) AS q"
+        if neutralise:
+            query = self._neutralising(text, self._describe(sql, params, where), where)
+        cur = self.conn.cursor()
+        written = rows = 0
+        try:
+            # psycopg merges the values into COPY client-side, as literals; the result still
+            # goes over the extended protocol, as one statement.
+            with cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", values) as copy:
+                for chunk in copy:  # one row per chunk, the header first
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise QueryError(base.csv_too_large(where, max_bytes, max(rows - 1, 0)))
+                    target.write(chunk)
+                    rows += 1
+        except psycopg.Error as exc:
+            raise self._fail(exc, where, text, values) from None
+        return cur.rowcount
+
+    def _neutralising(self, text: str, columns: list[tuple[str, int]], where: str) -> str:
+        """The query with every text-like cell that starts like a formula prefixed with `'`."""
+        names = [name for name, _ in columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise QueryError(base.duplicate_column(where, duplicates[0]))
+        categories = dict(self.conn.execute(
+            "SELECT oid::int, typcategory FROM pg_type WHERE oid = ANY(%s)",
+            [sorted({oid for _, oid in columns})]).fetchall())
+        selected = []
+        for name, oid in columns:
+            column = f"q.{_quote(name)}"
+            if categories.get(oid, "X") in SAFE_CATEGORIES:
+                selected.append(column)
+                continue
+            as_text = column if oid in TEXT_TYPE_OIDS else f"{column}::text"
+            selected.append(f"CASE WHEN ascii({as_text}) <= {FORMULA_MAX_CODE} "
+                            f"AND ascii({as_text}) IN ({FORMULA_CODES_SQL}) THEN '''' || {as_text} "
+                            f"ELSE {as_text} END AS {_quote(name)}")
+        return f"SELECT {', '.join(selected)} FROM (\n{text}\n) AS q"
+
+
+def _first_word(sql: str) -> str:
+    """The statement's keyword, for the message only (the server already refused it)."""
+    code = "\n".join(line.split("--")[0] for line in sql.splitlines())
+    return (code.split() or ["?"])[0].upper()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def describe_failure(exc: psycopg.Error, where: str, timeout_s: float) -> str:
+    """One sentence for a database error; the data source's URL never appears in it."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if sqlstate in (READ_ONLY_SQLSTATE, READ_WRITE_TOO_LATE_SQLSTATE) or "data-modifying" in text:
+        return base.wrote(where, text)
+    if sqlstate == QUERY_CANCELED_SQLSTATE:
+        return base.timed_out(where, timeout_s)
+    if sqlstate == SYNTAX_ERROR_SQLSTATE:
+        return base.several_statements(where) if SEVERAL_STATEMENTS in text else base.not_a_select(where, text)
+    if sqlstate == INSUFFICIENT_PRIVILEGE_SQLSTATE:
+        return base.not_permitted(where, text)
+    return base.failed(where, text)
+
+
+@contextlib.contextmanager
+def open_postgres(url: URL, timeout_s: float) -> Iterator[PostgresSource]:
+    """A pooled connection in a fresh read-only transaction, checked and reset afterwards."""
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    fairy, conn, (role, superuser, dangerous) = _checkout(conninfo, url, timeout_s)
+    try:
+        if superuser or dangerous:
+            what = "is a superuser" if superuser else f"is a member of {', '.join(dangerous)}"
+            raise QueryError(
+                f"The data source's role {role!r} {what}, which can run programs or read and write "
+                f"files on the database server; {role_advice(role, url.database)}.")
+        yield PostgresSource(conn, timeout_s)
+    finally:
+        if not _reset(conn):
+            fairy.invalidate()
+        fairy.close()
+
+
+def _checkout(conninfo: str, url: URL, timeout_s: float) -> tuple[Any, psycopg.Connection, tuple]:
+    """A connection with its transaction begun. A pooled connection the server has since
+    closed (a restart, an idle timeout) is replaced once by a new one."""
+    failure: psycopg.OperationalError | None = None
+    for _ in range(2):
+        try:
+            fairy = _pool(conninfo).connect()
+        except psycopg.OperationalError as exc:
+            raise DataSourceUnreachable(
+                f"Cannot connect to the data source at {url.host or 'localhost'}"
+                f"{':' + str(url.port) if url.port else ''}/{url.database} ({_first_line(exc)}); "
+                f"check that it is up and that the URL's user and password are right.") from None
+        conn: psycopg.Connection = fairy.dbapi_connection
+        try:
+            return fairy, conn, begin(conn, timeout_s)
+        except psycopg.OperationalError as exc:
+            fairy.invalidate()
+            fairy.close()
+            failure = exc
+    raise DataSourceUnreachable(f"The data source's connection failed ({_first_line(failure)}).")
+
+
+def begin(conn: psycopg.Connection, timeout_s: float) -> tuple[str, bool, list[str]]:
+    """Start the read-only transaction, its snapshot and its statement timeout; returns the
+    role, whether it is a superuser, and the dangerous roles it belongs to."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    _, role, superuser, dangerous = conn.execute(
+        _SESSION_CHECK, [str(int(timeout_s * 1000)), list(DANGEROUS_ROLES)]).fetchone()
+    return role, superuser, dangerous
+
+
+def _reset(conn: psycopg.Connection) -> bool:
+    """Roll back and forget the session's state; False when the connection cannot be reused."""
+    try:
+        conn.execute("ROLLBACK")
+        conn.execute("DISCARD ALL")
+        return conn.info.transaction_status == pq.TransactionStatus.IDLE
+    except psycopg.Error:
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
