@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-from bench._common import create_database, drop_database  # noqa: E402
+from bench._common import create_database, create_reader, drop_database  # noqa: E402
 
 COLUMNS = ["title", "video_url", "platform", "status", "campaign_tag", "channel_username",
            "published_at", "created_at", "views", "likes", "comments", "reposts"]
@@ -62,7 +62,7 @@ def child(method: str, url: str, limit_seconds: float) -> None:
     rows, complete = 0, True
     with target.open("wb") as out:
         if method == "herald":
-            rows = export_csv(url, QUERY, {}, out, timeout_s=600)
+            rows = export_csv(url, QUERY, {}, out, timeout_s=600, max_bytes=2**40)
         elif method == "raw":
             with psycopg.connect(url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
                 with cur.copy(f"COPY ({QUERY}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
@@ -116,6 +116,7 @@ def main() -> None:
     name, url = create_database()
     try:
         populate(url.replace("+psycopg", ""), args.rows)
+        url = create_reader(name)  # what herald is given; raw and seed read as the same role
         run("raw", url, 0)  # warm the table into the page cache
         # raw and herald alternate, and each reports its median run; seed 002 runs once (it is slow)
         trials = {"raw": [], "herald": []}

@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bench._common import create_database, drop_database, free_port  # noqa: E402
+from bench._common import create_database, create_reader, drop_database, free_port  # noqa: E402
 
 SENDER = "Acme Reports <reports@acme.example>"
 REPORT = {
@@ -103,8 +103,9 @@ def prepare(url: str, recipients: list[str]) -> int:
             (ARRAY['tiktok', 'youtube', 'vk'])[1 + i % 3] AS platform,
             CASE WHEN i % 2 = 0 THEN 'Campaign A' ELSE 'Campaign B' END AS campaign_tag,
             (i * 7919) % 100003 AS views FROM generate_series(1, 2000) AS i""")
+    reader = create_reader(url.rsplit("/", 1)[1])  # herald reads tenant data as a SELECT-only role
     with session_scope(url) as session:
-        tenant = add_tenant(session, "acme", "Acme Corp", "Europe/Berlin", url)
+        tenant = add_tenant(session, "acme", "Acme Corp", "Europe/Berlin", reader)
         save_report(session, tenant, parse_definition(REPORT))
         schedule = add_schedule(session, tenant, "video-performance", now=utcnow(), cron_expr="0 9 * * *",
                                 formats=["pdf", "csv"], emails=recipients)
@@ -158,10 +159,11 @@ def one_message(url: str, run_id: int) -> bytes:
     from models.runs import ReportRun
     from models.settings import get_settings
 
-    with session_scope(url) as session:
-        letter = build_letter(session, session.get(ReportRun, run_id))
-    sender = MailSender(get_settings())
-    return b"To: first@acme.example\r\nMessage-ID: <x@acme.example>\r\n" + sender._body(letter)
+    with tempfile.TemporaryDirectory(prefix="herald-bench-letter-") as directory:
+        with session_scope(url) as session:
+            letter = build_letter(session, session.get(ReportRun, run_id), Path(directory))
+        sender = MailSender(get_settings())
+        return b"To: first@acme.example\r\nMessage-ID: <x@acme.example>\r\n" + sender._body(letter)
 
 
 def main() -> None:

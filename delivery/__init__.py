@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from delivery.base import Attachment, DeliveryError, Letter, Sender
+from delivery.base import Attachment, DeliveryError, Letter, Sender, document_path
 from delivery.mail import MailSender
 from delivery.telegram import TelegramSender
 from models.base import Channel
@@ -19,4 +19,4 @@ CHANNELS: dict[Channel, Callable[[Settings], Sender]] = {
     Channel.TELEGRAM: TelegramSender,
 }
 
-__all__ = ["CHANNELS", "Attachment", "DeliveryError", "Letter", "Sender"]
+__all__ = ["CHANNELS", "Attachment", "DeliveryError", "Letter", "Sender", "document_path"]

@@ -6,8 +6,10 @@ recipient at a time over a connection it keeps open for the whole run.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from models.base import Format
@@ -15,15 +17,27 @@ from models.base import Format
 
 @dataclass(frozen=True)
 class Attachment:
+    """One document, as a file the deliver stage spooled for this run (see `document_path`).
+
+    Channels read it from disk when they send, so no document is held whole in memory
+    longer than its channel needs it.
+    """
+
     format: Format
     filename: str
     media_type: str
-    content: bytes
+    path: Path                    # named `filename`, inside the deliver stage's directory
     rows: int | None = None       # CSV: data rows, for the summary
 
     @property
     def size(self) -> int:
-        return len(self.content)
+        return self.path.stat().st_size
+
+
+def document_path(directory: Path, filename: str) -> Path:
+    """A new path named `filename` in a folder of its own under `directory`, so that
+    documents never collide and a channel can take the file's name as the document's."""
+    return Path(tempfile.mkdtemp(dir=directory)) / Path(filename).name
 
 
 @dataclass(frozen=True)

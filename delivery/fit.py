@@ -6,12 +6,14 @@ and what still does not fit fails the delivery with the sizes and the limit.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
-from delivery.base import Attachment, DeliveryError
+from delivery.base import Attachment, DeliveryError, document_path
 from models.base import Channel, Format
 from models.settings import Settings
-from renderers.csv_export import ZIP_MEDIA_TYPE, zip_bytes
+from renderers.csv_export import ZIP_MEDIA_TYPE
 
 # Headers, the HTML and plain-text bodies and MIME boundaries of one e-mail.
 EMAIL_OVERHEAD_BYTES = 64 * 1024
@@ -28,18 +30,24 @@ def megabytes(size: int) -> str:
 
 
 class Zipper:
-    """Zips each document once per run, so every channel sends the same archive."""
+    """Zips each document once per run, file to file in `directory`, so every channel
+    sends the same archive and no document is held in memory to zip it."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self._done: dict[str, Attachment] = {}
 
     def __call__(self, attachment: Attachment) -> Attachment:
         if attachment.media_type == ZIP_MEDIA_TYPE:
             return attachment
         if attachment.filename not in self._done:
-            self._done[attachment.filename] = replace(
-                attachment, filename=attachment.filename + ".zip", media_type=ZIP_MEDIA_TYPE,
-                content=zip_bytes(attachment.filename, attachment.content))
+            filename = attachment.filename + ".zip"
+            target = document_path(self.directory, filename)
+            # compressed the way the CSV renderer zips a large export
+            with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+                archive.write(attachment.path, arcname=attachment.filename)
+            self._done[attachment.filename] = replace(attachment, filename=filename,
+                                                      media_type=ZIP_MEDIA_TYPE, path=target)
         return self._done[attachment.filename]
 
     def csvs(self, attachments: tuple[Attachment, ...], only: set[int] | None = None) -> tuple[Attachment, ...]:

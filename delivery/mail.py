@@ -1,16 +1,15 @@
-"""E-mail through yagmail: one SMTP connection per run, one message per recipient.
+"""E-mail over one SMTP connection per run (smtplib), one message per recipient.
 
-yagmail builds the MIME message and opens the connection (implicit TLS on 465
-or with MAIL_SMTP_SECURE, STARTTLS on 587, a plain relay elsewhere). Around it,
-the traps in ENVIRONMENT.md: yagmail's `send()` swallows disconnects and opens a
-connection per call, so messages go through `client.smtp.sendmail` on one
-connection; a login name without "@" would get "@gmail.com" appended, so it is
-passed as a one-entry dict; a missing password would prompt, so it never is.
+TLS: implicit on port 465 or with MAIL_SMTP_SECURE; on any other port STARTTLS
+whenever the server offers it. The certificate is always verified (against
+MAIL_SMTP_CA_FILE when set), and MAIL_SMTP_PASS is never sent unencrypted unless
+MAIL_SMTP_ALLOW_PLAINTEXT_LOGIN says so. yagmail decides STARTTLS before it
+connects, so herald opens the connection itself and uses yagmail only for
+`prepare_message`, which builds the MIME message from the document files.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import smtplib
 import socket
@@ -18,9 +17,9 @@ import ssl
 from collections.abc import Mapping
 from email import policy
 from email.utils import parseaddr
+from enum import StrEnum
 
 import jinja2
-import yagmail
 from yagmail.message import prepare_message
 
 from delivery.base import DeliveryError, Letter, PartSent, Touch
@@ -31,6 +30,19 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templat
                                 trim_blocks=True, lstrip_blocks=True)
 _TEXT_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templates"),
                                      autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+class Encryption(StrEnum):
+    """How the SMTP connection is encrypted before anything else is said on it."""
+
+    IMPLICIT_TLS = "implicit TLS"
+    STARTTLS_WHEN_OFFERED = "STARTTLS when offered"
+
+
+def encryption(port: int, secure: bool) -> Encryption:
+    """Implicit TLS on 465 or with MAIL_SMTP_SECURE; elsewhere (587, 25, a local relay) STARTTLS
+    whenever the server offers it."""
+    return Encryption.IMPLICIT_TLS if secure or port == 465 else Encryption.STARTTLS_WHEN_OFFERED
 
 
 def message_id(run_id: int, delivery_id: int, sender: str) -> str:
@@ -51,8 +63,13 @@ def classify(exc: BaseException, where: str) -> DeliveryError:
         return _reply_error("refused the message", exc.smtp_code, exc.smtp_error,
                             channel_wide=isinstance(exc, smtplib.SMTPSenderRefused))
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return DeliveryError(f"{where} does not support what herald asked for ({exc}); on port 587 "
-                             f"it must offer STARTTLS.", permanent=True, channel_wide=True)
+        return DeliveryError(f"{where} does not support what herald asked for ({exc}).",
+                             permanent=True, channel_wide=True)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"the SMTP server at {where} presented a certificate herald cannot verify "
+                             f"({exc.verify_message or exc.reason}); set MAIL_SMTP_CA_FILE to the CA "
+                             f"that signed it, or fix the server's certificate.",
+                             permanent=True, channel_wide=True)
     if isinstance(exc, ssl.SSLError):
         return DeliveryError(f"TLS with {where} failed ({exc.reason or exc}); check MAIL_SMTP_PORT "
                              f"and MAIL_SMTP_SECURE.", permanent=True, channel_wide=True)
@@ -92,34 +109,53 @@ class MailSender:
         self.settings = settings
         self.from_name, self.from_addr = parseaddr(settings.mail_from)
         self.where = f"{settings.mail_smtp_host}:{settings.mail_smtp_port}"
-        self._client: yagmail.SMTP | None = None
+        self._client: smtplib.SMTP | None = None
         self._bodies: dict[int, bytes] = {}
 
-    def _connect(self) -> yagmail.SMTP:
+    def _connect(self) -> smtplib.SMTP:
+        """An open, greeted connection: encrypted wherever the server allows, logged in if asked."""
         s = self.settings
-        implicit_tls = s.mail_smtp_secure or s.mail_smtp_port == 465
-        context = ssl.create_default_context()
-        login = s.mail_smtp_user or self.from_addr
-        client = yagmail.SMTP(
-            user={login: login}, password=s.mail_smtp_pass.get_secret_value() if s.mail_smtp_pass else "",
-            host=s.mail_smtp_host, port=s.mail_smtp_port, smtp_ssl=implicit_tls,
-            smtp_starttls={"context": context} if s.mail_smtp_port == 587 and not implicit_tls else False,
-            smtp_skip_login=not s.mail_smtp_user, soft_email_validation=False,
-            timeout=s.send_timeout_seconds, **({"context": context} if implicit_tls else {}),
-        )
-        client.login()
+        context = ssl.create_default_context(cafile=s.mail_smtp_ca_file)
+        if encryption(s.mail_smtp_port, s.mail_smtp_secure) == Encryption.IMPLICIT_TLS:
+            client = smtplib.SMTP_SSL(s.mail_smtp_host, s.mail_smtp_port, timeout=s.send_timeout_seconds,
+                                      context=context)
+        else:
+            client = smtplib.SMTP(s.mail_smtp_host, s.mail_smtp_port, timeout=s.send_timeout_seconds)
+        try:
+            client.ehlo_or_helo_if_needed()
+            encrypted = isinstance(client, smtplib.SMTP_SSL)
+            if not encrypted and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+                encrypted = True
+            if s.mail_smtp_user:
+                self._login(client, encrypted)
+        except BaseException:
+            client.close()
+            raise
         return client
+
+    def _login(self, client: smtplib.SMTP, encrypted: bool) -> None:
+        s = self.settings
+        if not encrypted and not s.mail_smtp_allow_plaintext_login:
+            raise DeliveryError(
+                f"the SMTP server at {self.where} offers no TLS, and herald will not send "
+                f"MAIL_SMTP_PASS in clear text; use port 465/587 with TLS, or set "
+                f"MAIL_SMTP_ALLOW_PLAINTEXT_LOGIN=true for a trusted local relay.",
+                permanent=True, channel_wide=True)
+        if not client.has_extn("auth"):
+            raise DeliveryError(
+                f"the SMTP server at {self.where} offers no login (SMTP AUTH); unset MAIL_SMTP_USER "
+                f"and MAIL_SMTP_PASS for a relay without login.", permanent=True, channel_wide=True)
+        client.login(s.mail_smtp_user, s.mail_smtp_pass.get_secret_value())
 
     def _body(self, letter: Letter) -> bytes:
         """Everything but To and Message-ID, serialised once per run and shared by every recipient."""
         body = self._bodies.get(letter.run_id)
         if body is None:
             html = _TEMPLATES.get_template("email.html.j2").render(letter=letter)
-            files = []
-            for attachment in letter.attachments:
-                handle = io.BytesIO(attachment.content)
-                handle.name = attachment.filename
-                files.append(handle)
+            # Each file is named as its document; fit_email has bounded their size.
+            files = [str(attachment.path) for attachment in letter.attachments]
             message = prepare_message(
                 self.from_addr, self.from_name or letter.tenant, {"recipients": [], "To": "-"},
                 letter.subject, [html.replace("\n", " ")], files, None, "utf-8",
@@ -148,13 +184,15 @@ class MailSender:
         if self._client is None:
             try:
                 self._client = self._connect()
+            except DeliveryError:
+                raise
             except Exception as exc:  # whatever stops the connection stops every recipient
                 error = classify(exc, self.where)
                 error.channel_wide = True
                 raise error from None
         try:
-            self._client.smtp.sendmail(self.from_addr, [recipient], data,
-                                       mail_options=["SMTPUTF8"] if utf8 else ())
+            self._client.sendmail(self.from_addr, [recipient], data,
+                                  mail_options=["SMTPUTF8"] if utf8 else ())
         except smtplib.SMTPNotSupportedError:
             if not utf8:
                 raise
@@ -170,4 +208,7 @@ class MailSender:
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):  # already gone: nothing left to say goodbye to
+                client.close()

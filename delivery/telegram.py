@@ -9,7 +9,6 @@ retry sends only what the chat has not got.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Mapping
 
@@ -97,9 +96,9 @@ class TelegramSender:
         for _ in range(MAX_WAITS):
             touch()
             try:
-                message = self.bot.send_document(
-                    int(chat_id), InputFile(io.BytesIO(attachment.content), file_name=attachment.filename),
-                    caption=text)
+                with attachment.path.open("rb") as handle:  # opened per attempt: a retry reads from the start
+                    message = self.bot.send_document(
+                        int(chat_id), InputFile(handle, file_name=attachment.filename), caption=text)
                 return str(message.message_id)
             except apihelper.ApiTelegramException as exc:
                 if exc.error_code != 429:

@@ -12,8 +12,10 @@ exponential backoff; permanent ones are recorded at once.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -36,7 +38,6 @@ from jobs.letter import build_letter, fitted_letter
 from jobs.outbox import record_end
 from models.base import Channel
 from models.db import session_scope, utcnow
-from models.redact import redact
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import Settings, get_settings
@@ -51,21 +52,30 @@ def deliver_run(run_id: int) -> None:
     with session_scope(claim=True) as session:  # reads then writes: on SQLite, take the lock first
         run = session.get(ReportRun, run_id)
         plan_deliveries(session, run_id, planned_recipients(session, session.get(Schedule, run.schedule_id)))
+    # The run's documents (and their zips) are spooled here once, and removed after sending.
+    with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
+        _deliver_pending(run_id, settings, Path(spool))
+    finish(run_id)
+
+
+def _deliver_pending(run_id: int, settings: Settings, directory: Path) -> None:
+    """Send on every channel that still has pending deliveries, documents read from `directory`."""
     with session_scope() as session:
         run = session.get(ReportRun, run_id)
         channels = session.execute(
             sa.select(DELIVERIES.c.channel).where(DELIVERIES.c.run_id == run_id,
                                                   DELIVERIES.c.status == DeliveryStatus.PENDING)
             .distinct()).scalars().all()
-        letter = build_letter(session, run) if channels else None
-    stamper, zipper = Stamper(), Zipper()
+        if not channels:
+            return
+        letter = build_letter(session, run, directory)
+    stamper, zipper = Stamper(), Zipper(directory)
     try:
         for channel in sorted(map(Channel, channels)):
             deliver_channel(run_id, channel, letter, settings, stamper, zipper)
         stamper.flush()
     finally:
         stamper.close()
-    finish(run_id)
 
 
 def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Settings,
@@ -75,7 +85,7 @@ def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Set
         letter = fitted_letter(letter, channel, settings, zipper)
         sender = CHANNELS[channel](settings)
     except DeliveryError as exc:  # not configured, or documents too large: nobody on it gets anything
-        fail_pending(run_id, channel, redact(str(exc)))
+        fail_pending(run_id, channel, str(exc))
         return
     try:
         while True:
@@ -112,12 +122,12 @@ def _send_batch(batch: list[Claimed], channel: Channel, sender: Sender, letter: 
             touch()
             provider_id = sender.send(d.id, d.recipient, letter, d.parts, touch, part_sent)
         except DeliveryError as exc:
-            log.warning("run %s: %s to %s failed: %s", letter.run_id, channel, d.recipient, redact(str(exc)))
+            log.warning("run %s: %s to %s failed: %s", letter.run_id, channel, d.recipient, exc)
             stamper.put(outcome_stamp(d, exc, None, started, settings))
             if exc.channel_wide:
                 if exc.permanent:
                     stamper.flush()
-                    fail_pending(letter.run_id, channel, redact(str(exc)))
+                    fail_pending(letter.run_id, channel, str(exc))
                     return False
                 for rest in batch[i + 1:]:  # the server is away for them too: same wait
                     stamper.put(outcome_stamp(rest, exc, None, time.perf_counter(), settings))
@@ -163,4 +173,4 @@ def finish(run_id: int) -> None:
             shown = "; ".join(f"{d.channel} {d.recipient}: {d.error}" for d in failed[:3])
             more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
             error = f"{len(failed)} of {len(deliveries)} deliveries failed: {shown}{more}"
-        record_end(session, run, status, utcnow(), redact(error) if error else None)
+        record_end(session, run, status, utcnow(), error)

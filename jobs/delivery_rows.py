@@ -21,7 +21,6 @@ from sqlmodel import Session, select
 from delivery import DeliveryError
 from models.base import Channel
 from models.db import insert_ignoring_conflicts, session_scope, utcnow
-from models.redact import redact
 from models.runs import Delivery, DeliveryStatus
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import Settings
@@ -161,7 +160,7 @@ def outcome_stamp(d: Claimed, error: DeliveryError | None, provider_id: str | No
              "b_finished": now, "b_ms": int((time.perf_counter() - started) * 1000), "b_lease": None}
     if error is None:
         return stamp
-    text = redact(str(error))
+    text = str(error)
     if error.permanent or d.attempts >= settings.delivery_max_attempts:
         if not error.permanent:
             text = f"gave up after {d.attempts} attempts: {text}"

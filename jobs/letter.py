@@ -1,58 +1,78 @@
 """A run's message: subject, summary and documents, built from what the run stored.
 
 The same for every recipient and every retry; each channel then fits the
-documents into its own size limit.
+documents into its own size limit. Documents are spooled to files, never held
+whole in memory; text bound for mail headers is made one line (see `header_text`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from delivery import Attachment, Letter
+from delivery import Attachment, Letter, document_path
 from delivery.fit import Zipper, fit
-from models.artifacts import QUERY_RESULT, read_content, run_artifact
+from models.artifacts import QUERY_RESULT, copy_content, read_content, run_artifact
 from models.base import Channel, Format
 from models.db import utcnow
 from models.reports import Report
-from models.runs import ReportRun
+from models.runs import Artifact, ReportRun
 from models.schedules import Schedule
 from models.settings import Settings
 from models.tenancy import Tenant
+from models.text import one_line
 from renderers.csv_export import ZIP_MEDIA_TYPE
 from renderers.html import format_kpi, kpi_summary
+
+
+def header_text(text: str) -> str:
+    """`text` on one line, so text stored before validation existed can never add a header."""
+    return one_line(text)
 
 
 def render_subject(template: str | None, title: str, period: str, tenant: str) -> str:
     """The schedule's subject with {title}, {date} and {tenant} filled in; a default without one."""
     if not template:
-        return f"{title} — {period}"
-    return template.replace("{title}", title).replace("{date}", period).replace("{tenant}", tenant)
+        return header_text(f"{title} — {period}")
+    filled = template.replace("{title}", title).replace("{date}", period).replace("{tenant}", tenant)
+    return header_text(filled)
 
 
-def build_letter(session: Session, run: ReportRun) -> Letter:
-    """The run's message, from its stored documents: the same for every recipient and retry."""
+def spool_document(session: Session, artifact: Artifact, fmt: Format, directory: Path) -> Attachment:
+    """The artifact copied chunk by chunk into a file under `directory` (its name goes in a
+    Content-Disposition header, so it is made one line too)."""
+    path = document_path(directory, header_text(artifact.filename))
+    with path.open("wb") as target:
+        copy_content(session, artifact.id, target)
+    return Attachment(format=fmt, filename=path.name, media_type=artifact.media_type, path=path,
+                      rows=artifact.rows)
+
+
+def build_letter(session: Session, run: ReportRun, directory: Path) -> Letter:
+    """The run's message, from its stored documents (spooled into `directory`, which must
+    outlive the letter): the same for every recipient and retry."""
     schedule = session.get(Schedule, run.schedule_id)
     report = session.get(Report, schedule.report_id)
     tenant = session.get(Tenant, run.tenant_id)
     definition = report.parsed()
+    title, tenant_name = header_text(definition.title), header_text(tenant.name)
     zone = ZoneInfo(schedule.timezone)
     attachments, generated = [], run.started_at or utcnow()
     for fmt in map(Format, schedule.formats):
         artifact = run_artifact(session, run.id, fmt.value)
-        attachments.append(Attachment(format=fmt, filename=artifact.filename, media_type=artifact.media_type,
-                                      content=read_content(session, artifact.id), rows=artifact.rows))
+        attachments.append(spool_document(session, artifact, fmt, directory))
         generated = artifact.created_at
     stored = run_artifact(session, run.id, QUERY_RESULT)
     results = json.loads(read_content(session, stored.id))["sections"] if stored else []
     summary = kpi_summary(definition, results)
     summary += [("CSV rows", format_kpi(a.rows)) for a in attachments if a.format == Format.CSV]
     period = run.scheduled_for.astimezone(zone).date().isoformat()
-    return Letter(run_id=run.id, subject=render_subject(schedule.subject, definition.title, period, tenant.name),
-                  title=definition.title, tenant=tenant.name, period=period,
+    return Letter(run_id=run.id, subject=render_subject(schedule.subject, title, period, tenant_name),
+                  title=title, tenant=tenant_name, period=period,
                   generated_at=generated.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
                   summary=tuple(summary), attachments=tuple(attachments))
 

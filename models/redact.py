@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 
+from models.errors import SettingsError
 from models.settings import get_settings
 
 MASK = "***"
@@ -37,11 +38,20 @@ def remember_secret(value: str | None) -> None:
             _remembered = _remembered | {value}
 
 
+def _configured_secrets() -> set[str]:
+    """MAIL_SMTP_PASS and TELEGRAM_BOT_TOKEN; none when the settings themselves are invalid
+    (their error never echoes a secret's value)."""
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return set()
+    configured = (settings.mail_smtp_pass, settings.telegram_bot_token)
+    return {s.get_secret_value() for s in configured if s is not None}
+
+
 def redact(text: str) -> str:
     """`text` with URL and key=value passwords and configured and remembered secrets masked."""
-    settings = get_settings()
-    configured = (settings.mail_smtp_pass, settings.telegram_bot_token)
-    values = {s.get_secret_value() for s in configured if s is not None} | _remembered
+    values = _configured_secrets() | _remembered
     for value in sorted(values, key=len, reverse=True):
         if len(value) >= MIN_SECRET_LENGTH:
             text = text.replace(value, MASK)

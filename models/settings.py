@@ -7,6 +7,8 @@ their meaning; herald's own settings carry the `HERALD_` prefix.
 from __future__ import annotations
 
 import functools
+import os
+import ssl
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -35,6 +37,11 @@ class Settings(BaseSettings):
     mail_smtp_user: str | None = Field(None, validation_alias=_env("MAIL_SMTP_USER"))
     mail_smtp_pass: SecretStr | None = Field(None, validation_alias=_env("MAIL_SMTP_PASS"))
     mail_smtp_secure: bool = Field(False, validation_alias=_env("MAIL_SMTP_SECURE"))
+    # A PEM bundle of CA certificates trusted for the SMTP server instead of the system's.
+    mail_smtp_ca_file: str | None = Field(None, validation_alias=_env("MAIL_SMTP_CA_FILE"))
+    # Log in over an unencrypted connection (a trusted local relay only).
+    mail_smtp_allow_plaintext_login: bool = Field(
+        False, validation_alias=_env("MAIL_SMTP_ALLOW_PLAINTEXT_LOGIN"))
 
     telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_url: str | None = Field(None, validation_alias=_env("TELEGRAM_API_URL"))
@@ -66,6 +73,10 @@ class Settings(BaseSettings):
     )
     csv_compress_above_bytes: int = Field(
         10 * 1024 * 1024, ge=0, validation_alias=_env("HERALD_CSV_COMPRESS_ABOVE_BYTES")
+    )
+    # A CSV that grows past this fails with the size and the limit, instead of filling the disk.
+    csv_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_CSV_MAX_BYTES")
     )
     csv_neutralise_formulas: bool = Field(True, validation_alias=_env("HERALD_CSV_NEUTRALISE_FORMULAS"))
     chromium_path: str | None = Field(None, validation_alias=_env("HERALD_CHROMIUM_PATH"))
@@ -103,6 +114,19 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
         return url
+
+    @field_validator("mail_smtp_ca_file")
+    @classmethod
+    def _readable_ca_bundle(cls, path: str | None) -> str | None:
+        if not path:
+            return None
+        if not os.path.isfile(path):
+            raise ValueError("no such file; give the path of a PEM file of CA certificates")
+        try:
+            ssl.create_default_context(cafile=path)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"not a readable PEM file of CA certificates ({exc})") from None
+        return path
 
     @field_validator("shards", mode="before")
     @classmethod

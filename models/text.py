@@ -9,12 +9,19 @@ from models.errors import InvalidInput
 # C0 controls (CR, LF, TAB, ...), DEL, C1 controls (NEL, ...), and the Unicode line and
 # paragraph separators: each can break a header or a line of text in two.
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 NOT_ONE_LINE = "contains a line break or control character; write it on one line"
 
 
 def has_control_character(text: str) -> bool:
     """True when `text` holds a line break, a tab or another control character."""
     return _CONTROL_CHARACTER.search(text) is not None
+
+
+def one_line(text: str) -> str:
+    """`text` with each run of control characters replaced by one space: for text stored
+    before it was validated, on its way into a header."""
+    return _CONTROL_RUN.sub(" ", text)
 
 
 def require_one_line(text: str | None, noun: str) -> str | None:

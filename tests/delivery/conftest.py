@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,10 +39,11 @@ REPORT = {
 
 
 @pytest.fixture(scope="session")
-def videos_db(create_pg_database) -> str:
-    """A tenant database: 300 videos, half of them in Campaign A."""
-    url = create_pg_database()
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+def videos_db(create_tenant_database) -> str:
+    """A tenant database: 300 videos, half of them in Campaign A; its read-only role's URL."""
+    db = create_tenant_database()
+    url = db.url
+    with psycopg.connect(db.admin_url.replace("+psycopg", "")) as conn:
         conn.execute("CREATE TABLE videos (id int PRIMARY KEY, title text, platform text, "
                      "campaign_tag text, views bigint, published_at date)")
         with conn.cursor().copy("COPY videos FROM STDIN") as copy:
@@ -50,6 +53,20 @@ def videos_db(create_pg_database) -> str:
                                 "Campaign A" if i % 2 else "Campaign B", (i * 7919) % 100_003,
                                 date(2026, 1, 1) + timedelta(days=i % 90)))
     return url
+
+
+@pytest.fixture
+def videos_file(tmp_path: Path) -> str:
+    """A SQLite tenant data source with 5 videos in Campaign A, for tests about sending."""
+    path = tmp_path / "videos.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE videos (id integer PRIMARY KEY, title text, platform text, "
+                     "campaign_tag text, views integer, published_at text)")
+        conn.executemany("INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?)",
+                         [(i, f"Video {i}", "vk", "Campaign A", i * 10, "2026-01-02") for i in range(5)])
+    conn.close()
+    return f"sqlite:///{path}"
 
 
 def source_rows(url: str) -> list[list[str]]:

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -32,6 +33,12 @@ def free_port() -> int:
 class Mail:
     rcpt_tos: list[str]
     message: EmailMessage
+    tls: str | None = None         # the session's TLS version when it arrived, e.g. "TLSv1.3"
+    raw: bytes = b""               # the message as it came over the wire
+
+    def header_lines(self) -> list[bytes]:
+        """The raw header section, one physical line each (a folded header takes several)."""
+        return self.raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
 
     @property
     def message_id(self) -> str:
@@ -52,6 +59,19 @@ class Mail:
 
 
 @dataclass
+class Login:
+    login: str
+    password: str
+    tls: str | None                # the session's TLS version at AUTH; None: in clear text
+
+
+def tls_version(server) -> str | None:
+    """The TLS version of an aiosmtpd session: implicit TLS or after STARTTLS; None in clear text."""
+    ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
+    return ssl_object.version() if ssl_object is not None else None
+
+
+@dataclass
 class _Stall:
     recipient: str
     reached: threading.Event = field(default_factory=threading.Event)
@@ -63,22 +83,30 @@ class MailSink:
 
     `refuse[address] = (550, "5.1.1 no such user")` refuses a recipient at RCPT;
     `stall_after_accepting(address)` keeps the message but holds back the 250 reply
-    until released (the worst moment for a worker to die).
+    until released (the worst moment for a worker to die). `accounts` ({login: password})
+    makes it require AUTH, recording each attempt in `logins`; `options` go to aiosmtpd
+    (`ssl_context=` implicit TLS, `tls_context=` STARTTLS, `auth_require_tls=`, ...).
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, accounts: dict[str, str] | None = None,
+                 **options) -> None:
         self.port = port or free_port()
         self.mails: list[Mail] = []
         self.refuse: dict[str, tuple[int, str]] = {}
         self.rcpt_attempts: Counter[str] = Counter()
         self.connections = 0
+        self.accounts = accounts or {}
+        self.logins: list[Login] = []
+        if accounts is not None:
+            options = {"authenticator": self._authenticate, "auth_required": True, **options}
+        self._options = options
         self._stall: _Stall | None = None
         self._controller: Controller | None = None
         self._lock = threading.Lock()
 
     def start(self) -> MailSink:
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port,
-                                      data_size_limit=200 * 1024 * 1024)
+                                      data_size_limit=200 * 1024 * 1024, **self._options)
         self._controller.start()
         return self
 
@@ -97,6 +125,11 @@ class MailSink:
         with self._lock:
             return [m for m in self.mails if address in m.rcpt_tos]
 
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append(Login(login, password, tls_version(server)))
+        return AuthResult(success=self.accounts.get(login) == password)
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
         self.connections += 1
         session.host_name = hostname
@@ -113,7 +146,8 @@ class MailSink:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         with self._lock:
-            self.mails.append(Mail(list(envelope.rcpt_tos), message))
+            self.mails.append(Mail(list(envelope.rcpt_tos), message, tls_version(server),
+                                   envelope.original_content))
         stall = self._stall
         if stall and stall.recipient in envelope.rcpt_tos and not stall.reached.is_set():
             stall.reached.set()

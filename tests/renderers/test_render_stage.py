@@ -95,3 +95,15 @@ def test_artifacts_are_chunked_and_purged_after_retention(db_url: str) -> None:
         assert purge_expired(session, now + retention - timedelta(seconds=1)) == 0
         assert purge_expired(session, now + retention + timedelta(seconds=1)) == 1
         assert session.execute(sa.select(sa.func.count()).select_from(ArtifactChunk)).scalar() == 0
+
+
+def test_a_csv_past_its_size_limit_fails_the_run_naming_the_limit(scheduled_run: int, monkeypatch) -> None:
+    monkeypatch.setenv("HERALD_CSV_MAX_BYTES", "102400")
+    get_settings.cache_clear()
+    run_pipeline(scheduled_run)
+    with session_scope() as session:
+        run = session.get(ReportRun, scheduled_run)
+        assert run.status == "failed"
+        assert run.error.startswith("csv.sql produced more than 100.0 KB of CSV (HERALD_CSV_MAX_BYTES) after ")
+        assert run.error.endswith(" rows; narrow the query or raise the limit.")
+        assert run_artifact(session, scheduled_run, "csv") is None
