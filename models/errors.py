@@ -41,3 +41,7 @@ class RenderError(HeraldError):
 class DataSourceUnreachable(HeraldError):
     """Raised when a tenant's data source cannot be reached or opened. Transient: the
     database may be back when the run is retried."""
+
+
+class PermissionDenied(HeraldError):
+    """Raised when a user's role in a tenant does not allow what they asked for."""

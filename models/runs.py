@@ -59,6 +59,10 @@ class ReportRun(SQLModel, table=True):
     tenant_id: int = parent("tenant.id")
     scheduled_for: datetime = timestamp(nullable=False)
     manual: bool = Field(default=False)
+    # A test send ("send a test to…"): to `test_recipients` only, never mirrored on the schedule.
+    test: bool = Field(default=False)
+    test_recipients: list[list[str]] | None = Field(default=None, sa_type=sa.JSON)
+    requested_by: str | None = Field(default=None, max_length=320)  # who pressed send now / test
     status: RunStatus = Field(default=RunStatus.QUEUED, sa_type=sa.String(16))
     queued_at: datetime | None = timestamp()
     started_at: datetime | None = timestamp()

@@ -40,6 +40,8 @@ class Schedule(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=320)
     created_at: datetime = created_at()
     updated_at: datetime | None = timestamp()
+    # Deleting keeps the row (and its runs' history); a deleted schedule is inactive for good.
+    deleted_at: datetime | None = timestamp()
 
 
 class ScheduleRecipient(SQLModel, table=True):

@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import Channel, created_at, parent
+from models.base import Channel, created_at, parent, timestamp
 
 
 class Tenant(SQLModel, table=True):
@@ -54,6 +54,11 @@ class User(SQLModel, table=True):
     password_hash: str = Field(sa_type=sa.Text)
     active: bool = Field(default=True)
     created_at: datetime = created_at()
+    # Failed logins since the last success, and until when the account is locked out:
+    # kept here so a restart of the admin does not reset them.
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = timestamp()
+    last_login_at: datetime | None = timestamp()
 
 
 class Membership(SQLModel, table=True):

@@ -1,0 +1,86 @@
+"""Who the logged-in user is, which tenants they see, and what their role there allows.
+
+Every data function in `admin/` takes a `Viewer` and asks this module first, so scoping
+is enforced where the data is read and written, not by hiding buttons. Another
+tenant's objects read as "not found", never as "forbidden": their ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from sqlmodel import Session, SQLModel, select
+
+from models.errors import NotFound, PermissionDenied
+from models.tenancy import Membership, Role, Tenant, User
+
+T = TypeVar("T", bound=SQLModel)
+
+
+class Action(StrEnum):
+    """What a data function does: read; change schedules and reports (and send); manage the
+    tenant's recipients and members."""
+
+    READ = "read"
+    EDIT = "edit"
+    MANAGE = "manage"
+
+
+ALLOWED: dict[Role, frozenset[Action]] = {
+    Role.VIEWER: frozenset({Action.READ}),
+    Role.EDITOR: frozenset({Action.READ, Action.EDIT}),
+    Role.ADMIN: frozenset({Action.READ, Action.EDIT, Action.MANAGE}),
+}
+NEEDS = {Action.READ: "viewer", Action.EDIT: "editor or admin", Action.MANAGE: "admin"}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in user and their role in each of their tenants."""
+
+    user_id: int
+    email: str
+    roles: Mapping[int, Role]
+
+
+def load_viewer(session: Session, user_id: int) -> Viewer:
+    """The user with their memberships; an unknown or deactivated user is not found."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise NotFound("This account no longer exists or was deactivated; log in again.")
+    memberships = session.exec(select(Membership).where(Membership.user_id == user_id)).all()
+    return Viewer(user_id=user.id, email=user.email,
+                  roles={m.tenant_id: Role(m.role) for m in memberships})
+
+
+def visible_tenants(session: Session, viewer: Viewer) -> list[Tenant]:
+    """The viewer's tenants, by name."""
+    if not viewer.roles:
+        return []
+    return list(session.exec(select(Tenant).where(Tenant.id.in_(list(viewer.roles)))
+                             .order_by(Tenant.name)))
+
+
+def require(viewer: Viewer, tenant_id: int, action: Action = Action.READ) -> Role:
+    """The viewer's role in the tenant, if it allows `action`; else NotFound or PermissionDenied."""
+    role = viewer.roles.get(tenant_id)
+    if role is None:
+        raise NotFound("No such tenant among yours.")
+    if action not in ALLOWED[role]:
+        raise PermissionDenied(f"Your role in this tenant is {role}; to {action} you need to be "
+                               f"{NEEDS[action]}. Ask a tenant admin.")
+    return role
+
+
+def owned(session: Session, viewer: Viewer, model: type[T], object_id: int, noun: str,
+          action: Action = Action.READ) -> T:
+    """The row `object_id` of `model` if it belongs to one of the viewer's tenants and their
+    role allows `action` there. Another tenant's row reads exactly like a missing one."""
+    row = session.get(model, object_id)
+    if row is None or getattr(row, "deleted_at", None) is not None or row.tenant_id not in viewer.roles:
+        raise NotFound(f"No {noun} {object_id}.")
+    require(viewer, row.tenant_id, action)
+    return row
