@@ -33,7 +33,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def service_missing(name: str, error: Exception) -> None:
-    message = f"{name} is not reachable ({error}); start it as ../shared/ENVIRONMENT.md says."
+    message = f"{name} is not reachable ({error}); start it as the README says (PostgreSQL and Redis for the tests)."
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
