@@ -45,3 +45,8 @@ class DataSourceUnreachable(HeraldError):
 
 class PermissionDenied(HeraldError):
     """Raised when a user's role in a tenant does not allow what they asked for."""
+
+
+class LoginRefused(HeraldError):
+    """Raised when a login is refused (unknown e-mail, wrong password, deactivated or locked
+    account); the message is the same for every reason, so it reveals none of them."""

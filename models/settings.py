@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("HERALD_DELIVERY_BACKOFF_MAX_SECONDS")
     )
+    # An admin session with no interaction for this long is logged out.
+    admin_idle_minutes: int = Field(
+        30, ge=1, le=24 * 60, validation_alias=_env("HERALD_ADMIN_IDLE_MINUTES")
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from herald.cli.admin import admin_command
 from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
 from herald.cli.runs import export_command, run_command, runs_command, send_now, tick_command
@@ -38,6 +39,7 @@ app.command("send-now")(send_now)
 app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("export")(export_command)
+app.command("admin")(admin_command)
 
 
 def main() -> None:

@@ -1,0 +1,85 @@
+"""The admin's entry script (`herald admin`, or `streamlit run admin/app.py`).
+
+Every run opens herald's database once; an anonymous or idle visitor gets only the login
+page, a logged-in one the sidebar (e-mail, tenant picker, Log out) and the pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from admin import auth, ui
+from admin.access import visible_tenants
+from models.db import utcnow
+from models.errors import LoginRefused
+from models.settings import get_settings
+
+st.set_page_config(page_title="herald admin", page_icon="📬", layout="wide")
+
+
+def login() -> None:
+    """The login form: e-mail and password, checked against the database."""
+    st.title("herald admin")
+    notice = ui.take_notice()
+    if notice:
+        st.info(notice)
+    with st.form("login"):
+        email = st.text_input("Email", autocomplete="username")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Log in")
+    if submitted:
+        try:
+            user_id = auth.authenticate(ui.db(), email, password, utcnow())
+        except LoginRefused as exc:
+            st.error(str(exc))
+        else:
+            ui.log_in(user_id, utcnow())
+            st.rerun()
+
+
+# (script beside this file, title, URL path) of each page a logged-in user gets.
+PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports")]
+
+
+def stand_ins(page: Callable[[], None]) -> list[st.Page]:
+    """`page` at each page's URL, so a bookmarked page shows it (and opens after logging in)."""
+    return [st.Page(page, title=title, url_path=path) for _, title, path in PAGES]
+
+
+def no_tenants() -> None:
+    st.info("You are not a member of any tenant yet; ask a tenant admin to add you.")
+
+
+with ui.database() as session:
+    idle_minutes = get_settings().admin_idle_minutes
+    viewer = ui.signed_in(session, utcnow(), idle_minutes)
+    if viewer is None:
+        st.navigation([st.Page(login, title="Log in", url_path="login", default=True),
+                       *stand_ins(login)], position="hidden").run()
+        st.stop()
+
+    tenants = visible_tenants(session, viewer)
+    with st.sidebar:
+        st.text(f"Signed in as {viewer.email}")
+        if tenants:
+            by_slug = {t.slug: t for t in tenants}
+            chosen = ui.choose_tenant(tenants, st.query_params.get("tenant"),
+                                      st.session_state.get(ui.TENANT))
+            slug = st.selectbox("Tenant", list(by_slug), index=list(by_slug).index(chosen.slug),
+                                format_func=lambda s: by_slug[s].name)
+            tenant = by_slug[slug]
+            st.session_state[ui.TENANT] = st.query_params["tenant"] = tenant.slug
+        if st.button("Log out"):
+            ui.log_out()
+            st.rerun()
+        st.caption(f"Idle sessions end after {idle_minutes} minutes.")
+
+    if tenants:
+        ui.set_current(viewer, tenant)
+        st.navigation([st.Page(script, title=title, url_path=path)
+                       for script, title, path in PAGES]).run()
+    else:
+        st.navigation([st.Page(no_tenants, title="No tenants", url_path="no-tenants", default=True),
+                       *stand_ins(no_tenants)], position="hidden").run()

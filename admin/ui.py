@@ -1,0 +1,108 @@
+"""What the admin's pages share: the session-state keys, herald's database for this run, and
+the logged-in viewer with the tenant chosen in the sidebar.
+
+A page does `viewer, tenant = ui.current()` and passes `ui.db()` to the plain functions in
+`admin/`. Both exist only while `admin/app.py` runs a page for a logged-in user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from datetime import datetime
+
+import streamlit as st
+from sqlmodel import Session
+from streamlit.runtime.scriptrunner import RerunException, StopException
+
+from admin.access import Viewer, load_viewer
+from admin.auth import session_expired
+from models.db import session_scope
+from models.errors import NotFound
+from models.tenancy import Tenant
+
+USER_ID = "herald_user_id"  # the logged-in user's id; absent when anonymous
+LAST_SEEN = "herald_last_seen"  # when the user last interacted (aware UTC)
+TENANT = "herald_tenant"  # the chosen tenant's slug, kept when the URL loses it
+NOTICE = "herald_notice"  # one sentence for the login page (e.g. the session expired)
+
+_db: ContextVar[Session] = ContextVar("herald_admin_db")
+_current: ContextVar[tuple[Viewer, Tenant] | None] = ContextVar("herald_admin_current", default=None)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[Session]:
+    """herald's database for one run of the app, committed at its end; `st.rerun()` and
+    `st.stop()` end a run normally, so they commit too (an error rolls back)."""
+    control: BaseException | None = None
+    with session_scope() as session:
+        tokens = _db.set(session), _current.set(None)  # nothing leaks from an earlier run
+        try:
+            yield session
+        except (RerunException, StopException) as exc:
+            control = exc
+        finally:
+            _db.reset(tokens[0])
+            _current.reset(tokens[1])
+    if control is not None:
+        raise control
+
+
+def db() -> Session:
+    """The database session of the current run."""
+    return _db.get()
+
+
+def log_in(user_id: int, now: datetime) -> None:
+    st.session_state[USER_ID] = user_id
+    st.session_state[LAST_SEEN] = now
+
+
+def log_out(notice: str | None = None) -> None:
+    """Forget the user (the tenant choice stays in the URL); `notice` shows on the login page."""
+    for key in (USER_ID, LAST_SEEN):
+        st.session_state.pop(key, None)
+    if notice:
+        st.session_state[NOTICE] = notice
+
+
+def take_notice() -> str | None:
+    return st.session_state.pop(NOTICE, None)
+
+
+def signed_in(session: Session, now: datetime, idle_minutes: int) -> Viewer | None:
+    """The logged-in viewer, with this interaction recorded; None when anonymous, idle for
+    `idle_minutes`, or deactivated since logging in (then logged out with a notice)."""
+    user_id = st.session_state.get(USER_ID)
+    if user_id is None:
+        return None
+    if session_expired(st.session_state.get(LAST_SEEN), now, idle_minutes):
+        log_out(f"Your session ended after {idle_minutes} idle minutes; log in again.")
+        return None
+    try:
+        viewer = load_viewer(session, user_id)
+    except NotFound as exc:
+        log_out(str(exc))
+        return None
+    st.session_state[LAST_SEEN] = now
+    return viewer
+
+
+def choose_tenant(tenants: Sequence[Tenant], *wanted: str | None) -> Tenant:
+    """The first of the `wanted` slugs that is one of `tenants`, else the first tenant; a
+    slug that is not the viewer's is ignored."""
+    by_slug = {t.slug: t for t in tenants}
+    return next((by_slug[s] for s in wanted if s in by_slug), tenants[0])
+
+
+def set_current(viewer: Viewer, tenant: Tenant) -> None:
+    _current.set((viewer, tenant))
+
+
+def current() -> tuple[Viewer, Tenant]:
+    """The logged-in viewer and the chosen tenant; outside a logged-in run the page stops."""
+    chosen = _current.get()
+    if chosen is None:
+        st.stop()
+    return chosen
