@@ -51,7 +51,8 @@ def deliver_run(run_id: int) -> None:
     settings = get_settings()
     with session_scope(claim=True) as session:  # reads then writes: on SQLite, take the lock first
         run = session.get(ReportRun, run_id)
-        plan_deliveries(session, run_id, planned_recipients(session, session.get(Schedule, run.schedule_id)))
+        schedule = session.get(Schedule, run.schedule_id)
+        plan_deliveries(session, run_id, planned_recipients(session, schedule, run))
     # The run's documents (and their zips) are spooled here once, and removed after sending.
     with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
         _deliver_pending(run_id, settings, Path(spool))

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from delivery import DeliveryError
 from models.base import Channel
 from models.db import insert_ignoring_conflicts, session_scope, utcnow
-from models.runs import Delivery, DeliveryStatus
+from models.runs import Delivery, DeliveryStatus, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import Settings
 from models.tenancy import TenantRecipient
@@ -29,8 +29,11 @@ from models.tenancy import TenantRecipient
 DELIVERIES = Delivery.__table__
 
 
-def planned_recipients(session: Session, schedule: Schedule) -> list[tuple[Channel, str]]:
-    """For each channel the schedule sends on: its own recipients, else the tenant's."""
+def planned_recipients(session: Session, schedule: Schedule, run: ReportRun) -> list[tuple[Channel, str]]:
+    """For each channel the schedule sends on: its own recipients, else the tenant's.
+    A test run goes to its `test_recipients` only, never to the schedule's or the tenant's."""
+    if run.test:
+        return list(dict.fromkeys((Channel(c), a) for c, a in run.test_recipients or []))
     own = session.exec(select(ScheduleRecipient).where(ScheduleRecipient.schedule_id == schedule.id)
                        .order_by(ScheduleRecipient.id)).all()
     fallback = session.exec(select(TenantRecipient).where(TenantRecipient.tenant_id == schedule.tenant_id)

@@ -102,11 +102,15 @@ def note_error(run_id: int, error: str) -> None:
 
 def record_end(session: Session, run: ReportRun, status: RunStatus, now: datetime,
                error: str | None) -> None:
-    """Move a run to its end state and mirror it on its schedule (unless a newer run did)."""
+    """Move a run to its end state and mirror it on its schedule (unless a newer run did).
+
+    A test run ("send a test to…") is never mirrored: the schedule's last status stays its own.
+    """
     transition(run, status)
     run.finished_at, run.error, run.lease_expires_at = now, error, None
     schedule = session.get(Schedule, run.schedule_id)
-    if schedule.last_fired_at is None or run.scheduled_for >= schedule.last_fired_at:
+    newest = schedule.last_fired_at is None or run.scheduled_for >= schedule.last_fired_at
+    if newest and not run.test:
         schedule.last_status, schedule.last_error = status.value, error
     log.info("run %s finished: %s%s", run.id, status, f" ({error})" if error else "")
 

@@ -10,9 +10,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, select
 
 from models.base import created_at, json_column, parent
+
+SYSTEM = "system"  # the actor of a change made by code that names no person (the demo, fixtures)
+CLI = "cli"        # the actor of a change made with the `herald` command
 
 
 class ChangeEvent(SQLModel, table=True):
@@ -29,3 +32,29 @@ class ChangeEvent(SQLModel, table=True):
     actor: str = Field(max_length=320)             # the user's e-mail, or "cli"
     changes: dict[str, Any] = json_column(dict)
     created_at: datetime = created_at()
+
+
+def record_change(session: Session, tenant_id: int, object_type: str, object_id: int, action: str,
+                  actor: str, changes: dict[str, list[Any]]) -> ChangeEvent:
+    """Add one change row (flushed with the change it describes, in the same transaction)."""
+    event = ChangeEvent(tenant_id=tenant_id, object_type=object_type, object_id=object_id,
+                        action=action, actor=actor, changes=changes)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} for each field of `new` whose value differs from `old`'s."""
+    return {name: [old.get(name), value] for name, value in new.items() if old.get(name) != value}
+
+
+def list_changes(session: Session, tenant_id: int, object_type: str, object_id: int,
+                 limit: int = 100) -> list[ChangeEvent]:
+    """An object's changes, newest (last written) first."""
+    return list(session.exec(
+        select(ChangeEvent).where(ChangeEvent.tenant_id == tenant_id,
+                                  ChangeEvent.object_type == object_type,
+                                  ChangeEvent.object_id == object_id)
+        .order_by(ChangeEvent.id.desc()).limit(limit)
+    ))

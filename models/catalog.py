@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, select
 
+from models.audit import SYSTEM, diff, record_change
 from models.cron import parse_timezone
 from models.db import utcnow
 from models.definition import SLUG_RULE, ReportDefinition, is_slug
@@ -65,7 +66,7 @@ def add_tenant(
     _check_slug(slug, "tenant")
     require_one_line(name, "tenant name")
     if not name.strip():
-        raise InvalidInput("--name must not be empty; give the tenant a display name.")
+        raise InvalidInput("The tenant name is empty; set name to the tenant's display name.")
     parse_timezone(timezone)
     if datasource_url:
         parse_datasource(datasource_url)
@@ -88,11 +89,13 @@ def _check_slug(slug: str, what: str) -> None:
         raise InvalidInput(f"{what.capitalize()} slug {slug!r} is not valid; {SLUG_RULE}.")
 
 
-def save_report(session: Session, tenant: Tenant, definition: ReportDefinition) -> tuple[Report, bool]:
+def save_report(session: Session, tenant: Tenant, definition: ReportDefinition,
+                actor: str = SYSTEM) -> tuple[Report, bool]:
     """Create the report, or update the one with the same slug. Returns (report, created).
 
     When the tenant has a data source, it first describes each query (no rows are read),
     so SQL that is not one SELECT, or lacks a column its section shows, is refused here.
+    The change (title and definition, old → new) is recorded with `actor`.
     """
     if tenant.datasource_url:
         check_report(tenant.datasource_url, definition)
@@ -101,6 +104,8 @@ def save_report(session: Session, tenant: Tenant, definition: ReportDefinition) 
         select(Report).where(Report.tenant_id == tenant.id, Report.slug == definition.slug)
     ).first()
     created = report is None
+    before = {} if report is None else {"title": report.title, "definition": report.definition}
+    changes = diff(before, {"title": definition.title, "definition": data})
     if report is None:
         report = Report(tenant_id=tenant.id, slug=definition.slug, title=definition.title,
                         definition=data)
@@ -108,6 +113,9 @@ def save_report(session: Session, tenant: Tenant, definition: ReportDefinition) 
     else:
         report.title, report.definition, report.updated_at = definition.title, data, utcnow()
     session.flush()
+    if changes:
+        record_change(session, tenant.id, "report", report.id, "created" if created else "updated",
+                      actor, changes)
     return report, created
 
 

@@ -209,6 +209,17 @@ def parse_definition(data: Any, source: str = "report") -> ReportDefinition:
         raise InvalidInput(f"{source}: {where + ' ' if where else ''}{_describe(error)}.") from None
 
 
+def parse_definition_text(text: str, source: str = "report") -> ReportDefinition:
+    """Parse and validate report YAML text; errors name `source` (a file name) and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InvalidInput(f"{source}: is not valid YAML{where}; check the indentation and quoting.") from None
+    return parse_definition(data, source=source)
+
+
 def load_definition(path: str | Path) -> ReportDefinition:
     """Read and validate a report YAML file."""
     path = Path(path)
@@ -216,10 +227,4 @@ def load_definition(path: str | Path) -> ReportDefinition:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the report file ({exc.strerror}).") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InvalidInput(f"{path}: is not valid YAML{where}; check the indentation and quoting.") from None
-    return parse_definition(data, source=str(path))
+    return parse_definition_text(text, source=str(path))

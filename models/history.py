@@ -31,7 +31,8 @@ def run_to_dict(run: ReportRun, deliveries: list[Delivery]) -> dict[str, Any]:
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
     return {
         "id": run.id, "schedule_id": run.schedule_id, "tenant_id": run.tenant_id,
-        "scheduled_for": iso(run.scheduled_for), "manual": run.manual, "status": run.status,
+        "scheduled_for": iso(run.scheduled_for), "manual": run.manual, "test": run.test,
+        "test_recipients": run.test_recipients, "requested_by": run.requested_by, "status": run.status,
         "attempts": run.attempts, "queued_at": iso(run.queued_at), "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at), "error": run.error,
         "deliveries": [{"channel": d.channel, "recipient": d.recipient, "status": d.status,

@@ -10,6 +10,7 @@ import typer
 
 from herald.cli.common import JsonOption, print_json, reports_errors
 from models import catalog, migrate
+from models.audit import CLI
 from models.db import session_scope
 from models.definition import load_definition
 
@@ -55,7 +56,7 @@ def report_add(
     definition = load_definition(file)
     with session_scope() as session:
         owner = catalog.get_tenant(session, tenant)
-        report, created = catalog.save_report(session, owner, definition)
+        report, created = catalog.save_report(session, owner, definition, actor=CLI)
         data = {"id": report.id, "tenant": owner.slug, "slug": report.slug, "title": report.title,
                 "created": created}
     if json_out:

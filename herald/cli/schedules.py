@@ -8,6 +8,7 @@ import typer
 
 from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
 from models import catalog, cron, scheduling
+from models.audit import CLI
 from models.db import session_scope, utcnow
 
 schedule_app = typer.Typer(help="Schedules: when a report goes out, and to whom.", no_args_is_help=True)
@@ -39,7 +40,7 @@ def schedule_add(
         schedule = scheduling.add_schedule(
             session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
             timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel,
-            subject=subject, active=not paused,
+            subject=subject, active=not paused, actor=CLI,
         )
         data = scheduling.schedule_to_dict(session, schedule)
     if json_out:
@@ -68,7 +69,7 @@ def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
 
 def _set_active(schedule_id: int, active: bool) -> None:
     with session_scope() as session:
-        scheduling.set_active(session, schedule_id, active, utcnow())
+        scheduling.set_active(session, schedule_id, active, utcnow(), actor=CLI)
     typer.echo(f"schedule {schedule_id} {'resumed' if active else 'paused'}")
 
 
