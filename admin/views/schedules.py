@@ -1,9 +1,331 @@
-"""Schedules (placeholder until the Schedules page lands)."""
+"""Schedules: the tenant's schedules (filter, sort, pick one), create and edit with a live cron
+helper, pause or resume, delete, send now, send a test, and the picked schedule's history.
+
+Layout only: every read and write is a function of `admin/schedules.py` on `ui.db()`; each
+`HeraldError` they raise is shown as its one sentence. The picked schedule's id is kept in the
+URL (`?schedule=N`). Editors and admins get the buttons; viewers read.
+"""
+
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from typing import NoReturn
 
 import streamlit as st
 
-from admin import ui
+from admin import cron_helper, ui
+from admin import schedules as data
+from admin import schedules_view as view
+from admin.access import ALLOWED, Action
+from models.errors import HeraldError
 
 viewer, tenant = ui.current()
+session = ui.db()
+now = view.now()
+can_edit = Action.EDIT in ALLOWED[viewer.roles[tenant.id]]
+zone_names = sorted(zoneinfo.available_timezones())
+
+
+def flash(kind: str, sentence: str) -> None:
+    """Show `sentence` after the rerun that follows an action."""
+    st.session_state[view.FLASH] = (kind, sentence)
+
+
+def show(kind: str, sentence: str) -> None:
+    getattr(st, kind)(sentence)
+
+
+def failed(exc: HeraldError) -> NoReturn:
+    """A refused action: nothing of it is written; its sentence shows after the rerun."""
+    session.rollback()
+    flash("error", str(exc))
+    st.rerun()
+
+
+def pick(schedule_id: int | None) -> None:
+    if schedule_id is None:
+        st.query_params.pop("schedule", None)
+    else:
+        st.query_params["schedule"] = str(schedule_id)
+
+
+def picked_in_table(key: str) -> None:
+    rows = st.session_state[key]["selection"]["rows"]
+    ids = st.session_state.get(view.TABLE_IDS, [])
+    pick(ids[rows[0]] if rows and rows[0] < len(ids) else None)
+
+
+def picked_in_list() -> None:
+    pick(st.session_state["schedule_pick"])
+
+
+def open_form(schedule_id: int | None) -> None:
+    try:
+        form = data.schedule_form_defaults(session, viewer, tenant.id, schedule_id)
+    except HeraldError as exc:
+        failed(exc)
+    for key in [k for k in st.session_state if str(k).startswith("form_")]:
+        del st.session_state[key]
+    st.session_state[view.FORM] = {"id": schedule_id, "tenant": tenant.id,
+                                   "initial": view.form_start(form)}
+    st.rerun()
+
+
+def close_form() -> None:
+    st.session_state.pop(view.FORM, None)
+
+
 st.title("Schedules")
-st.write(f"{tenant.name}: schedules are coming in this release.")
+if view.FLASH in st.session_state:
+    show(*st.session_state.pop(view.FLASH))
+
+try:
+    rows = data.list_schedules(session, viewer, tenant.id)
+except HeraldError as exc:
+    st.error(str(exc))
+    st.stop()
+by_id = {r.id: r for r in rows}
+try:
+    selected = int(st.query_params.get("schedule", ""))
+except ValueError:
+    selected = None
+if selected not in by_id:  # none, gone, or not this tenant's
+    selected = None
+    pick(None)
+
+# --- the table ---------------------------------------------------------------------------------
+text_col, status_col, sort_col, paused_col = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+needle = text_col.text_input("Filter", key="schedules_filter",
+                             placeholder="report, recipient or words, e.g. daily")
+status = status_col.selectbox("Last status", view.STATUSES, key="schedules_status")
+order = sort_col.selectbox("Sort by", view.SORTS, key="schedules_sort")
+show_paused = paused_col.checkbox("Show paused", value=True, key="schedules_show_paused")
+
+shown = view.sort_rows([r for r in rows if view.matches(r, needle, status, show_paused)], order)
+shown_ids = [r.id for r in shown]
+# The grid keeps its own selection; when the picked schedule changed elsewhere (the list, the URL,
+# a save or delete) or the rows moved, a fresh grid starts from the picked row instead.
+grid = view.table_grid(st.session_state, selected, shown_ids)
+st.session_state[view.TABLE_IDS] = shown_ids
+if not rows:
+    st.info("No schedules yet." + (" Press New schedule to add one." if can_edit else ""))
+else:
+    with st.container(key="schedules_table"):
+        st.dataframe(view.table(shown), hide_index=True, key=grid.key,
+                     on_select=functools.partial(picked_in_table, grid.key),
+                     selection_mode="single-row", selection_default=grid.default,
+                     column_config={"Id": st.column_config.NumberColumn(format="%d", width="small"),
+                                    "Paused": st.column_config.CheckboxColumn()})
+    st.caption(f"{len(shown)} of {len(rows)} schedules. Click a row, or pick one below; "
+               f"click a column header to sort by it.")
+
+pick_col, new_col = st.columns([4, 1], vertical_alignment="bottom")
+options = [None, *shown_ids] + ([selected] if selected and selected not in shown_ids else [])
+st.session_state["schedule_pick"] = selected
+pick_col.selectbox("Schedule", options, key="schedule_pick", on_change=picked_in_list,
+                   placeholder="Pick a schedule to see its history and actions",
+                   format_func=lambda i: "—" if i is None else view.label(by_id[i]))
+if can_edit and new_col.button("New schedule", key="schedule_new", width="stretch"):
+    open_form(None)
+
+# --- the create/edit form (plain widgets, not st.form: the cron helper follows each change) ----
+form_state = st.session_state.get(view.FORM)
+if form_state and (form_state["tenant"] != tenant.id
+                   or form_state["id"] is not None and form_state["id"] != selected):
+    close_form()  # another tenant or schedule was picked: its own New or Edit opens it
+    form_state = None
+if can_edit and form_state:
+    state = st.session_state
+    for key, value in form_state["initial"].items():
+        state.setdefault(key, value)
+    editing = form_state["id"]
+    with st.container(border=True, key="schedule_form"):
+        st.subheader(f"Edit schedule {editing}" if editing else "New schedule")
+        errors = st.container()
+        try:
+            form = data.schedule_form_defaults(session, viewer, tenant.id, editing,
+                                               report=state.get("form_report"))
+        except HeraldError as exc:
+            close_form()
+            failed(exc)
+        titles = {r.slug: r.title for r in form.reports}
+        if not titles:
+            st.info("This tenant has no reports yet; add one on the Reports page first.")
+        st.selectbox("Report", list(titles), key="form_report",
+                     format_func=lambda s: f"{titles[s]} ({s})")
+
+        timing_col, helper_col = st.columns([2, 3])
+        with timing_col:
+            timing = st.radio("Timing", list(view.TIMINGS), key="form_timing", horizontal=True,
+                              format_func=view.TIMINGS.get)
+            if timing == "cadence":
+                st.selectbox("Cadence", list(view.CADENCES), key="form_cadence",
+                             format_func=view.CADENCES.get)
+                st.text_input("At (HH:MM)", key="form_time", placeholder="09:00")
+            else:
+                st.text_input("Cron expression", key="form_cron", placeholder="30 2 * * 1-5",
+                              help="minute hour day-of-month month day-of-week")
+            zones = zone_names if state["form_timezone"] in zone_names else [state["form_timezone"],
+                                                                              *zone_names]
+            st.selectbox("Timezone", zones, key="form_timezone",
+                         help=f"Type to search; the tenant's is {form.tenant_timezone}.")
+        with helper_col:
+            try:
+                preview = cron_helper.preview(
+                    timezone=state["form_timezone"], now=now,
+                    cron_expr=None if timing == "cadence" else state.get("form_cron"),
+                    cadence=state.get("form_cadence") if timing == "cadence" else None,
+                    at=state.get("form_time") if timing == "cadence" else None,
+                    viewer_timezone=st.context.timezone)
+            except HeraldError as exc:
+                st.error(str(exc))
+            else:
+                st.markdown(f"**{preview.description}** · `{preview.expression}`")
+                with st.container(key="fire_times"):
+                    st.caption("The next five fire times")
+                    st.table(view.fire_times(preview), hide_index=True)
+                dst_notes, warnings = view.split_notes(preview)
+                for note in dst_notes:
+                    st.info(note)
+                for warning in warnings:
+                    st.warning(warning)
+
+        formats_col, channels_col = st.columns(2)
+        formats_col.multiselect("Formats", view.FORMATS, key="form_formats")
+        channels_col.multiselect("Channels", view.CHANNELS, key="form_channels",
+                                 help="Empty: those of the recipients given, else both.")
+        emails_col, chats_col = st.columns(2)
+        emails_col.text_area("E-mail recipients, one per line", key="form_emails")
+        chats_col.text_area("Telegram chat ids, one per line", key="form_chats")
+        st.caption(f"When a channel names nobody here: {form.fallback_text}. "
+                   f"At most {form.max_recipients} recipients in all.")
+        st.text_input("Subject", key="form_subject", placeholder="{title} for {date}",
+                      help="Empty: the default subject.")
+        st.caption(f"Placeholders: {view.PLACEHOLDERS}")
+        if form.params:
+            st.markdown("**Report parameters**")
+        for param in form.params:
+            key = view.param_key(state.get("form_report"), param.name)
+            state.setdefault(key, view.param_start(param))
+            hint = f"Default: {param.default!r}"
+            if param.kind == "bool":
+                st.checkbox(param.name, key=key, help=hint)
+            elif param.kind == "int":
+                st.number_input(param.name, key=key, step=1, help=hint)
+            elif param.kind == "float":
+                st.number_input(param.name, key=key, step=0.1, format="%g", help=hint)
+            else:
+                st.text_input(param.name, key=key, help=hint)
+        st.checkbox("Paused", key="form_paused")
+
+        save_col, cancel_col, _ = st.columns([1, 1, 6])
+        save = save_col.button("Save", key="form_save", type="primary", disabled=not titles)
+        if cancel_col.button("Cancel", key="form_cancel"):
+            close_form()
+            st.rerun()
+        if save:
+            try:
+                with session.begin_nested():  # a refused save leaves nothing behind
+                    saved = data.save_schedule(session, viewer, tenant.id,
+                                               view.form_values(state, form.params), now=now,
+                                               schedule_id=editing)
+            except HeraldError as exc:
+                errors.error(str(exc))
+            else:
+                close_form()
+                pick(saved.id)
+                flash("success", f"Schedule {saved.id} saved.")
+                st.rerun()
+
+# --- the picked schedule: its actions and its history ------------------------------------------
+if selected is not None:
+    row = by_id[selected]
+    st.subheader(f"Schedule {row.id}: {row.report_title}")
+    st.caption(f"{row.description or row.cron} ({row.timezone}) · "
+               + ("paused" if row.paused else f"next {view.when(row.next_run_local)}")
+               + f" · to {row.recipients_text}")
+
+    if can_edit:
+        edit_col, pause_col, send_col, delete_col, _ = st.columns([1, 1, 1, 1, 3])
+        if edit_col.button("Edit", key="schedule_edit", width="stretch"):
+            open_form(row.id)
+        toggle = "Resume" if row.paused else "Pause"
+        if pause_col.button(toggle, key=f"schedule_{toggle.lower()}", width="stretch"):
+            try:
+                (data.resume if row.paused else data.pause)(session, viewer, row.id, now=now)
+            except HeraldError as exc:
+                failed(exc)
+            flash("success", f"Schedule {row.id} {'resumed' if row.paused else 'paused'}.")
+            st.rerun()
+        if send_col.button("Send now", key="schedule_send_now", width="stretch"):
+            try:
+                sent = data.send_now(session, viewer, row.id, now=now)
+            except HeraldError as exc:
+                failed(exc)
+            runs = data.schedule_history(session, viewer, row.id, limit=5).runs
+            flash(*view.sent_message(sent, next((r["error"] for r in runs if r["id"] == sent.run_id),
+                                                None)))
+            st.rerun()
+        if delete_col.button("Delete", key="schedule_delete", width="stretch"):
+            st.session_state[view.CONFIRM_DELETE] = row.id
+
+        if st.session_state.get(view.CONFIRM_DELETE) == row.id:
+            with st.container(border=True, key="delete_confirmation"):
+                st.warning(f"Delete schedule {row.id} ({row.report_title}, {row.description or row.cron})? "
+                           f"It stops firing and leaves this table; its runs and change history are kept.")
+                yes_col, no_col, _ = st.columns([1, 1, 4])
+                if yes_col.button(f"Delete schedule {row.id}", key="schedule_delete_confirm",
+                                  type="primary"):
+                    st.session_state.pop(view.CONFIRM_DELETE, None)
+                    try:
+                        data.delete(session, viewer, row.id, now=now)
+                    except HeraldError as exc:
+                        failed(exc)
+                    pick(None)
+                    flash("success", f"Schedule {row.id} deleted; its runs and change history are kept.")
+                    st.rerun()
+                if no_col.button("Cancel", key="schedule_delete_cancel"):
+                    st.session_state.pop(view.CONFIRM_DELETE, None)
+                    st.rerun()
+
+        with st.expander("Send a test to…"):
+            st.caption("Only the addresses typed here get it; it is recorded as a test run and "
+                       "does not change the schedule's status.")
+            test_emails_col, test_chats_col = st.columns(2)
+            test_emails = test_emails_col.text_area("E-mail addresses, one per line", key="test_emails")
+            test_chats = test_chats_col.text_area("Telegram chat ids, one per line", key="test_chats")
+            if st.button("Send test", key="schedule_send_test"):
+                try:
+                    sent = data.send_test(session, viewer, row.id, now=now,
+                                          emails=view.lines(test_emails), chats=view.lines(test_chats))
+                except HeraldError as exc:
+                    failed(exc)
+                runs = data.schedule_history(session, viewer, row.id, limit=5).runs
+                flash(*view.sent_message(sent, next((r["error"] for r in runs
+                                                     if r["id"] == sent.run_id), None)))
+                st.rerun()
+
+    try:
+        history = data.schedule_history(session, viewer, row.id)
+    except HeraldError as exc:
+        st.error(str(exc))
+    else:
+        runs_col, changes_col = st.columns(2)
+        with runs_col:
+            st.markdown("**Runs**")
+            if history.runs:
+                st.dataframe(view.runs_table(history.runs, view.viewer_zone(row.timezone)),
+                             hide_index=True, key="schedule_runs",
+                             column_config={"Run": st.column_config.NumberColumn(format="%d"),
+                                            "Error": st.column_config.TextColumn(width="large")})
+            else:
+                st.caption("No runs yet.")
+        with changes_col:
+            st.markdown("**Changes**")
+            if history.changes:  # a table, not a grid: "old → new" wraps instead of being cut
+                with st.container(key="schedule_changes"):
+                    st.table(view.changes_table(history.changes, view.viewer_zone(st.context.timezone)),
+                             hide_index=True)
+            else:
+                st.caption("No changes recorded.")

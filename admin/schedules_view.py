@@ -1,0 +1,261 @@
+"""Helpers of the Schedules page (`admin/views/schedules.py`): the page's clock, the session-state
+keys, and the plain-data shaping the page shows (the table, its filter and sort, the fire times,
+the history, the form's starting values and what it sends to `save_schedule`).
+
+Nothing here touches the database; the page passes in what the data functions returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from admin.cron_helper import CronPreview
+from admin.schedules import Change, ParamField, ScheduleForm, ScheduleRow, ScheduleValues, SentRun
+from models import db
+
+# Session-state keys the page keeps between runs (widget keys are spelled out in the page).
+FORM = "sched_form"  # while the form is open: {"id": schedule id or None (new), "tenant": id,
+                     #                            "initial": {widget key: starting value}}
+FLASH = "sched_flash"           # (kind, sentence) to show once, after the action's rerun
+CONFIRM_DELETE = "sched_confirm_delete"  # the schedule id whose deletion awaits confirmation
+TABLE_IDS = "sched_table_ids"   # the schedule ids in the order the table last showed them
+TABLE_GRID = "sched_table_grid"  # (generation, selection_default) of the grid the table is in
+
+CADENCES = {"daily": "Daily", "weekly": "Weekly (Mondays)", "monthly": "Monthly (the 1st)"}
+TIMINGS = {"cadence": "Cadence preset", "cron": "Cron expression"}
+FORMATS = ("pdf", "csv")
+CHANNELS = ("email", "telegram")
+NOT_RUN = "not run yet"
+STATUSES = ("any", "success", "partial", "failed", "missed", "invalid", NOT_RUN)
+SORTS = ("Id", "Next fire", "Report", "Last status")
+PLACEHOLDERS = "{title} {date} {tenant}"
+
+
+def now() -> datetime:
+    """The page's clock (aware UTC). Tests replace this function to pin "now"."""
+    return db.utcnow()
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+def when(value: datetime | None) -> str | None:
+    """A moment in its own zone, e.g. 'Sun 08 Mar 2026 03:00 EDT'."""
+    return None if value is None else f"{value:%a %d %b %Y %H:%M} {value.tzname()}"
+
+
+def matches(row: ScheduleRow, text: str, status: str, show_paused: bool) -> bool:
+    """Whether the row passes the filter: `text` in its report, recipients, words or cron."""
+    if row.paused and not show_paused:
+        return False
+    if status != "any" and (row.last_status or NOT_RUN) != status:
+        return False
+    needle = text.strip().lower()
+    haystack = " ".join([row.report_slug, row.report_title, row.recipients_text,
+                         row.description or "", row.cron]).lower()
+    return not needle or needle in haystack
+
+
+def sort_rows(rows: Sequence[ScheduleRow], by: str) -> list[ScheduleRow]:
+    if by == "Next fire":  # paused schedules (no next fire) last
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(rows, key=lambda r: (r.next_run_utc or far, r.id))
+    if by == "Report":
+        return sorted(rows, key=lambda r: (r.report_title.lower(), r.id))
+    if by == "Last status":
+        return sorted(rows, key=lambda r: (r.last_status or NOT_RUN, r.id))
+    return sorted(rows, key=lambda r: r.id)
+
+
+def table(rows: Sequence[ScheduleRow]) -> pd.DataFrame:
+    """The schedules table, one row per schedule, in the order given."""
+    return pd.DataFrame(
+        [{"Id": r.id, "Report": r.report_title, "Schedule": r.description or f"{r.cron} (no longer valid)",
+          "Timezone": r.timezone, "Next fire": when(r.next_run_local),
+          "Last status": r.last_status or NOT_RUN, "Last error": r.last_error or "",
+          "Recipients": r.recipients_text, "Formats": ", ".join(r.formats), "Paused": r.paused}
+         for r in rows],
+        columns=["Id", "Report", "Schedule", "Timezone", "Next fire", "Last status", "Last error",
+                 "Recipients", "Formats", "Paused"])
+
+
+class Grid(NamedTuple):
+    """The widget key and starting selection of the grid that shows the table."""
+
+    key: str
+    default: dict[str, Any] | None
+
+
+def table_grid(state: Mapping[str, Any], selected: int | None, shown_ids: Sequence[int]) -> Grid:
+    """The grid for this run. A grid keeps the row clicked in it, by position; when the picked
+    schedule changed elsewhere (the schedule list, the URL, a save, a delete) or the rows moved
+    under the highlighted one, a fresh grid (the next key) starts with the picked row selected.
+    `state` is the session state: the grid's own selection and `TABLE_IDS` of the last run."""
+    wanted = selected if selected in shown_ids else None
+    default = {"selection": {"rows": [list(shown_ids).index(wanted)]}} if wanted is not None else None
+    if TABLE_GRID not in state:
+        state[TABLE_GRID] = (0, default)
+        return Grid("schedules_grid_0", default)
+    generation, start = state[TABLE_GRID]
+    key = f"schedules_grid_{generation}"
+    previous = state.get(TABLE_IDS) or []
+    rows = ((state.get(key) or {}).get("selection") or {}).get("rows") or []
+    highlighted = previous[rows[0]] if rows and rows[0] < len(previous) else None
+    if highlighted != wanted or (wanted is not None and list(previous) != list(shown_ids)):
+        generation, start = generation + 1, default
+        state[TABLE_GRID] = (generation, start)
+        key = f"schedules_grid_{generation}"
+    return Grid(key, start)
+
+
+def label(row: ScheduleRow) -> str:
+    """How the schedule picker names a schedule."""
+    return f"#{row.id} {row.report_title}: {row.description or row.cron} ({row.timezone})"
+
+
+# --- the cron helper ---------------------------------------------------------------------------
+
+def fire_times(preview: CronPreview) -> pd.DataFrame:
+    """The next fires as three columns: the schedule's zone, the viewer's, and UTC."""
+    return pd.DataFrame(
+        [{f"Schedule ({preview.timezone})": when(f.local),
+          f"You ({preview.viewer_timezone})": when(f.viewer),
+          "UTC": f"{f.utc:%a %d %b %Y %H:%M} UTC"} for f in preview.fires])
+
+
+def split_notes(preview: CronPreview) -> tuple[list[str], list[str]]:
+    """(DST notes, other warnings such as days 29–31) of a preview."""
+    dst = list(dict.fromkeys(f.note for f in preview.fires if f.note))
+    return dst, [n for n in preview.notes if n not in dst]
+
+
+# --- the history -------------------------------------------------------------------------------
+
+def viewer_zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ValueError, KeyError, OSError):
+        return ZoneInfo("UTC")
+
+
+def runs_table(runs: Sequence[Mapping[str, Any]], zone: ZoneInfo) -> pd.DataFrame:
+    """The runs, newest first: slot in the schedule's zone, status, error, deliveries, test."""
+    def slot(iso: str | None) -> str | None:
+        return when(datetime.fromisoformat(iso).astimezone(zone)) if iso else None
+
+    return pd.DataFrame(
+        [{"Run": r["id"], "Slot": slot(r["scheduled_for"]), "Status": r["status"],
+          "Error": r["error"] or "", "Deliveries": len(r["deliveries"]),
+          "Sent": sum(d["status"] == "sent" for d in r["deliveries"]),
+          "Test": "test" if r["test"] else "",
+          "By": r["requested_by"] or ("manual" if r["manual"] else "tick")} for r in runs],
+        columns=["Run", "Slot", "Status", "Error", "Deliveries", "Sent", "Test", "By"])
+
+
+def shown_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(shown_value, value)) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {shown_value(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def change_text(change: Change) -> str:
+    """What changed, e.g. 'cron: 30 2 * * * → 15 3 * * *'; a creation lists the values set."""
+    parts = []
+    for name, (old, new) in change.changes.items():
+        if change.action == "created" and old is None:
+            parts.append(f"{name}: {shown_value(new)}")
+        else:
+            parts.append(f"{name}: {shown_value(old)} → {shown_value(new)}")
+    return "; ".join(parts)
+
+
+def changes_table(changes: Sequence[Change], zone: ZoneInfo) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"When": when(c.at.astimezone(zone)), "Who": c.actor, "Action": c.action,
+          "What": change_text(c)} for c in changes],
+        columns=["When", "Who", "Action", "What"])
+
+
+# --- the form ----------------------------------------------------------------------------------
+
+def param_key(report: str | None, name: str) -> str:
+    return f"form_param.{report}.{name}"
+
+
+def param_start(param: ParamField) -> Any:
+    """A parameter's value as its widget holds it (a number box needs an int or a float)."""
+    value = param.value
+    if param.kind == "bool":
+        return bool(value)
+    if param.kind == "int":
+        return int(value)
+    if param.kind == "float":
+        return float(value)
+    return "" if value is None else str(value)
+
+
+def form_start(form: ScheduleForm) -> dict[str, Any]:
+    """The form's widgets' starting values (their keys to values)."""
+    v = form.values
+    return {
+        "form_report": v.report, "form_timing": "cron" if v.cron else "cadence",
+        "form_cadence": v.cadence or "daily", "form_time": v.time or "09:00",
+        "form_cron": v.cron or "", "form_timezone": v.timezone or form.tenant_timezone,
+        "form_formats": [f for f in v.formats if f in FORMATS],
+        "form_channels": [c for c in v.channels if c in CHANNELS],
+        "form_emails": "\n".join(v.emails), "form_chats": "\n".join(v.chats),
+        "form_subject": v.subject or "", "form_paused": v.paused,
+        **{param_key(v.report, p.name): param_start(p) for p in form.params},
+    }
+
+
+def lines(text: str | None) -> tuple[str, ...]:
+    """One entry per line (commas too), blanks dropped."""
+    return tuple(part.strip() for line in (text or "").splitlines() for part in line.split(",")
+                 if part.strip())
+
+
+def form_values(state: Mapping[str, Any], params: Sequence[ParamField]) -> ScheduleValues:
+    """What the form's widgets hold, as `save_schedule` takes it."""
+    report = state.get("form_report")
+    cadence = state.get("form_timing") == "cadence"
+    values = {}
+    for p in params:
+        value = state.get(param_key(report, p.name))
+        if p.kind == "any" and isinstance(value, str) and not value.strip():
+            value = None  # the default
+        values[p.name] = value
+    return ScheduleValues(
+        report=report,
+        cadence=state.get("form_cadence") if cadence else None,
+        time=((state.get("form_time") or "").strip() or None) if cadence else None,
+        cron=None if cadence else (state.get("form_cron") or "").strip() or None,
+        timezone=state.get("form_timezone"),
+        formats=tuple(state.get("form_formats") or ()), channels=tuple(state.get("form_channels") or ()),
+        emails=lines(state.get("form_emails")), chats=lines(state.get("form_chats")),
+        subject=(state.get("form_subject") or "").strip() or None,
+        params=values, paused=bool(state.get("form_paused")))
+
+
+# --- what a send says --------------------------------------------------------------------------
+
+def sent_message(sent: SentRun, error: str | None) -> tuple[str, str]:
+    """(kind, sentence) for the run a send created; in the embedded mode it has already ended."""
+    run = f"Test run {sent.run_id}" if sent.test else f"Run {sent.run_id}"
+    test = (" It goes only to the addresses typed; a test run does not change the schedule's status."
+            if sent.test else "")
+    if sent.status == "queued":
+        return "info", f"{run} queued.{test}"
+    kind = {"success": "success", "partial": "warning"}.get(sent.status, "error")
+    ended = f"{run} queued and run in this process (no worker queue is configured): {sent.status}"
+    return kind, f"{ended}{': ' + error.rstrip('.') if error else ''}.{test}"
