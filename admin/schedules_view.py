@@ -8,7 +8,7 @@ Nothing here touches the database; the page passes in what the data functions re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -39,6 +39,13 @@ PLACEHOLDERS = "{title} {date} {tenant}"
 def now() -> datetime:
     """The page's clock (aware UTC). Tests replace this function to pin "now"."""
     return db.utcnow()
+
+
+def preview_start(day: date | None, current: datetime) -> datetime:
+    """When the helper's fire times start: now for today (or no day), else that day's start (UTC)."""
+    if day is None or day == current.date():
+        return current
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 # --- the table ---------------------------------------------------------------------------------

@@ -171,9 +171,13 @@ if can_edit and form_state:
             st.selectbox("Timezone", zones, key="form_timezone",
                          help=f"Type to search; the tenant's is {form.tenant_timezone}.")
         with helper_col:
+            # "From" lets a user look at a DST change or a month end before it comes.
+            start = st.date_input("Show fire times from", value=now.date(), key="form_preview_from",
+                                  help="The next five fire times after this day begins (UTC); "
+                                       "today by default.")
             try:
                 preview = cron_helper.preview(
-                    timezone=state["form_timezone"], now=now,
+                    timezone=state["form_timezone"], now=view.preview_start(start, now),
                     cron_expr=None if timing == "cadence" else state.get("form_cron"),
                     cadence=state.get("form_cadence") if timing == "cadence" else None,
                     at=state.get("form_time") if timing == "cadence" else None,
@@ -183,7 +187,8 @@ if can_edit and form_state:
             else:
                 st.markdown(f"**{preview.description}** · `{preview.expression}`")
                 with st.container(key="fire_times"):
-                    st.caption("The next five fire times")
+                    st.caption("The next five fire times" + ("" if start == now.date()
+                                                             else f" from {start:%d %b %Y}"))
                     st.table(view.fire_times(preview), hide_index=True)
                 dst_notes, warnings = view.split_notes(preview)
                 for note in dst_notes:

@@ -21,7 +21,8 @@ def streamlit_command(port: int, address: str) -> list[str]:
     """`streamlit run` on the admin, headless, with this interpreter."""
     return [sys.executable, "-m", "streamlit", "run", str(app_path()),
             "--server.headless", "true", "--server.port", str(port),
-            "--server.address", address, "--browser.gatherUsageStats", "false"]
+            "--server.address", address, "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer"]  # no "Deploy" button: this is an app, not a notebook
 
 
 def admin_command(

@@ -236,4 +236,5 @@ def test_the_streamlit_command_is_headless_on_the_given_port() -> None:
     assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP)]
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options == {"--server.headless": "true", "--server.port": "8600",
-                       "--server.address": "0.0.0.0", "--browser.gatherUsageStats": "false"}
+                       "--server.address": "0.0.0.0", "--browser.gatherUsageStats": "false",
+                       "--client.toolbarMode": "viewer"}
