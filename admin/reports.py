@@ -23,7 +23,7 @@ import yaml
 from sqlmodel import Session, select
 
 from admin.access import Action, Viewer, owned, require
-from jobs.pipeline import query_sections, render_job
+from jobs.pipeline import no_datasource, query_sections, render_job
 from models import catalog
 from models.base import Format
 from models.db import utcnow
@@ -323,7 +323,7 @@ def download_report(session: Session, viewer: Viewer, report_id: int, fmt: Forma
 def _tenant_with_source(session: Session, report: Report) -> Tenant:
     tenant = session.get(Tenant, report.tenant_id)
     if not tenant.datasource_url:
-        raise QueryError(f"Tenant {tenant.slug!r} has no data source; set one with --datasource.")
+        raise QueryError(no_datasource(tenant))
     return tenant
 
 

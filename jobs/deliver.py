@@ -166,7 +166,7 @@ def finish(run_id: int) -> None:
         if not deliveries:
             status, error = RunStatus.FAILED, (
                 "No recipients: the schedule names none on its channels and the tenant has no "
-                "fallback; add --email or --telegram to the schedule or the tenant.")
+                "fallback; add e-mail or Telegram recipients to the schedule or the tenant.")
         elif not failed:
             status, error = RunStatus.SUCCESS, None
         else:

@@ -108,7 +108,7 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url
         if not datasource:
-            finish_run(run_id, RunStatus.FAILED, utcnow(), _no_datasource(tenant))
+            finish_run(run_id, RunStatus.FAILED, utcnow(), no_datasource(tenant))
             return None
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
@@ -140,8 +140,9 @@ def render_job(definition: ReportDefinition, params: dict[str, Any], tenant: Ten
                      tenant_key=f"tenant-{tenant.id}")
 
 
-def _no_datasource(tenant: Tenant) -> str:
-    return f"Tenant {tenant.slug!r} has no data source; set one with --datasource."
+def no_datasource(tenant: Tenant) -> str:
+    return (f"Tenant {tenant.slug!r} has no data source; give the tenant one (its datasource URL) "
+            f"before running its reports.")
 
 
 def render_stage(run_id: int) -> bool:
@@ -193,7 +194,7 @@ def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
         report = get_report(session, tenant, report_slug)
         definition = report.parsed()
     if not tenant.datasource_url:
-        raise QueryError(_no_datasource(tenant))
+        raise QueryError(no_datasource(tenant))
     results = query_sections(tenant.datasource_url, definition, definition.params) if fmt == Format.PDF else []
     job = render_job(definition, dict(definition.params), tenant, tenant.timezone, results, now, now,
                      compress=False)
