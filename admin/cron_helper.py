@@ -14,7 +14,7 @@ from croniter import croniter
 
 from models import cron
 from models.errors import InvalidInput
-from models.scheduling import describe, resolve_cron, short_month_days
+from models.schedule_fields import describe, resolve_cron, short_month_days
 
 FIRES = 5
 

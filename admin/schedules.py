@@ -15,17 +15,28 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from admin.access import Action, Viewer, owned, require
+from admin.schedule_records import (
+    Change,
+    ParamField,
+    Recipient,
+    ReportChoice,
+    ScheduleForm,
+    ScheduleHistory,
+    ScheduleRow,
+    ScheduleValues,
+    SentRun,
+)
 from jobs.outbox import create_manual_run
-from models import cron, scheduling
+from models import cron, schedule_fields, scheduling
 from models.audit import list_changes
 from models.base import Channel
 from models.catalog import tenant_recipients
@@ -38,122 +49,6 @@ from models.settings import get_settings
 from models.tenancy import Tenant
 
 Dispatch = Callable[[Sequence[tuple[int, int]]], None]
-
-
-class Recipient(NamedTuple):
-    """Someone a schedule sends to; `fallback` when it is the tenant's, used because the
-    schedule names nobody on that channel. (Named tuples: a listing makes thousands.)"""
-
-    channel: str
-    address: str
-    fallback: bool = False
-
-
-class ScheduleRow(NamedTuple):
-    """One row of the schedules table."""
-
-    id: int
-    report_slug: str
-    report_title: str
-    cron: str
-    description: str | None           # the cron in words; None if the stored cron no longer parses
-    timezone: str
-    next_run_local: datetime | None   # in the schedule's timezone; None while paused
-    next_run_utc: datetime | None
-    last_status: str | None
-    last_error: str | None
-    last_fired_at: datetime | None
-    recipients: tuple[Recipient, ...]  # per channel sent on: the schedule's own, else the tenant's
-    recipients_text: str               # e.g. "boss@acme.example; tenant fallback: -100123"
-    formats: tuple[str, ...]
-    channels: tuple[str, ...]
-    subject: str | None
-    paused: bool
-
-
-@dataclass(frozen=True)
-class ScheduleValues:
-    """What the create/edit form holds, and what `save_schedule` takes.
-
-    Timing is either `cadence` (daily, weekly on Mondays, monthly on the 1st) with `time`
-    (HH:MM), or `cron`. `params` maps the report's parameter names to values of their
-    defaults' types (text from a text box is converted: "5" for an int parameter is 5).
-    """
-
-    report: str | None
-    cadence: str | None = None
-    time: str | None = None
-    cron: str | None = None
-    timezone: str | None = None        # None: the tenant's
-    formats: tuple[str, ...] = ("pdf",)
-    channels: tuple[str, ...] = ()     # empty: those of the recipients given, else both
-    emails: tuple[str, ...] = ()
-    chats: tuple[str, ...] = ()
-    subject: str | None = None         # {title}, {date} and {tenant} are filled in
-    params: Mapping[str, Any] = field(default_factory=dict)
-    paused: bool = False
-
-
-@dataclass(frozen=True)
-class ParamField:
-    """A report parameter as the form shows it."""
-
-    name: str
-    kind: str       # bool, int, float, str, or any (a null default takes any one value)
-    default: Any
-    value: Any      # the schedule's value, else the default
-
-
-@dataclass(frozen=True)
-class ReportChoice:
-    """A report the schedule may send, with its parameters at their defaults."""
-
-    slug: str
-    title: str
-    params: tuple[ParamField, ...]
-
-
-@dataclass(frozen=True)
-class ScheduleForm:
-    """What the create/edit form starts from."""
-
-    schedule_id: int | None            # None: a new schedule
-    values: ScheduleValues
-    params: tuple[ParamField, ...]     # the chosen report's parameters, with the values to show
-    reports: tuple[ReportChoice, ...]  # the tenant's reports, by slug
-    fallback: tuple[Recipient, ...]    # the tenant's recipients, used on a channel naming nobody
-    fallback_text: str                 # e.g. "tenant fallback: ops@acme.example"
-    tenant_timezone: str
-    max_recipients: int
-
-
-@dataclass(frozen=True)
-class SentRun:
-    """The run a send created: its id and status (final in the embedded mode, else queued)."""
-
-    run_id: int
-    schedule_id: int
-    status: str
-    test: bool
-
-
-@dataclass(frozen=True)
-class Change:
-    """One recorded change: who, when, what (`changes` maps each field to [old, new])."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    changes: dict[str, list[Any]]
-
-
-@dataclass(frozen=True)
-class ScheduleHistory:
-    """A schedule's runs (newest first, each with its deliveries) beside its changes."""
-
-    runs: tuple[dict[str, Any], ...]
-    changes: tuple[Change, ...]
 
 
 def list_schedules(session: Session, viewer: Viewer, tenant_id: int) -> list[ScheduleRow]:
@@ -264,7 +159,7 @@ def send_test(session: Session, viewer: Viewer, schedule_id: int, *, now: dateti
     """A test run to the addresses and chats typed (validated like recipients) and nobody else,
     through the same delivery path; the schedule's last status is left as it is."""
     schedule = owned(session, viewer, Schedule, schedule_id, "schedule", Action.EDIT)
-    recipients = scheduling.parse_recipients(list(emails), list(chats))
+    recipients = schedule_fields.parse_recipients(list(emails), list(chats))
     if not recipients:
         raise InvalidInput("The test recipients are empty; type at least one e-mail address or "
                            "Telegram chat id to send the test to.")
@@ -399,7 +294,7 @@ def _row(schedule: Schedule, report: Report, own: Sequence[Recipient],
         next_local = next_utc.astimezone(zone) if zone else None
     return ScheduleRow(
         id=schedule.id, report_slug=report.slug, report_title=report.title, cron=schedule.cron,
-        description=scheduling.describe_or_none(schedule.cron), timezone=schedule.timezone,
+        description=schedule_fields.describe_or_none(schedule.cron), timezone=schedule.timezone,
         next_run_local=next_local, next_run_utc=next_utc, last_status=schedule.last_status,
         last_error=schedule.last_error, last_fired_at=schedule.last_fired_at,
         recipients=recipients, recipients_text=text,
@@ -429,5 +324,5 @@ def _schedule_values(session: Session, schedule: Schedule, report: str | None) -
 
 def _param_fields(report: Report, values: Mapping[str, Any]) -> tuple[ParamField, ...]:
     defaults = report.definition.get("params", {}) or {}
-    return tuple(ParamField(name=name, kind=scheduling.param_kind(default), default=default,
+    return tuple(ParamField(name=name, kind=schedule_fields.param_kind(default), default=default,
                             value=values.get(name, default)) for name, default in defaults.items())

@@ -1,4 +1,4 @@
-"""Writes to schedules: validate cron, timezone, formats, recipients and params, then write.
+"""Writes to schedules: validate every field (`models.schedule_fields`), then write.
 
 Create and edit share `validate_schedule`; every change is recorded by `models.audit` with
 the actor who made it (a user's e-mail, or "cli"). Messages name fields, not CLI flags.
@@ -6,243 +6,21 @@ the actor who made it (a user's e-mail, or "cli"). Messages name fields, not CLI
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from croniter import croniter
 from sqlmodel import Session, select
 
 from models import cron
 from models.audit import SYSTEM, diff, record_change
-from models.base import Channel, Format
-from models.catalog import get_report
-from models.errors import InvalidInput, NotFound
-from models.recipients import normalise_recipients
+from models.base import Channel
+from models.errors import NotFound
 from models.reports import Report
+from models.schedule_fields import describe_or_none, validate_schedule
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import get_settings
 from models.tenancy import Tenant
-from models.text import require_one_line
-
-SUBJECT_MAX = 300
-MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
-               "September", "October", "November", "December")
-# The most days each month can have (February: in a leap year).
-MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-@dataclass(frozen=True)
-class ScheduleFields:
-    """A schedule's fields once every one is valid: what a create or an edit writes."""
-
-    report: Report
-    cron: str
-    cadence: str | None
-    at: str | None
-    timezone: str
-    formats: list[str]
-    channels: list[str]
-    recipients: list[tuple[Channel, str]]
-    subject: str | None
-    params: dict[str, Any]
-
-
-def resolve_cron(expr: str | None, cadence: str | None, at: str | None) -> str:
-    """The effective cron from either `cron` or `cadence` with `time` (HH:MM)."""
-    if expr and cadence:
-        raise InvalidInput("Both cron and cadence are given; keep one of them and clear the other.")
-    if cadence:
-        try:
-            cron.Cadence(cadence)
-        except ValueError:
-            raise InvalidInput(f"Unknown cadence {cadence!r}; use daily, weekly or monthly.") from None
-        if not at:
-            raise InvalidInput(f"The {cadence} cadence needs a time; set time to HH:MM, e.g. 09:00.")
-        try:
-            cron.parse_hhmm(at)
-        except InvalidInput:
-            raise InvalidInput(f"time {at!r} is not a time of day; write it as HH:MM, e.g. 09:30.") from None
-        return cron.cadence_to_cron(cadence, at)
-    if at:
-        raise InvalidInput("time goes with a cadence (daily, weekly or monthly); with a cron "
-                           "expression put the time in the expression and clear time.")
-    if not expr:
-        raise InvalidInput("A schedule needs cron or cadence; set cron to an expression such as "
-                           "'30 9 * * 1-5', or cadence to daily, weekly or monthly with a time.")
-    expr = cron.validate_cron(expr)
-    check_occurs(expr)
-    return expr
-
-
-def short_month_days(expr: str) -> list[int]:
-    """The days of month (29–31) the expression names that some of its months lack.
-
-    Empty when the day field is every day or the weekday field also restricts (cron then
-    fires on either), and for macros.
-    """
-    days, months = _days_and_months(expr)
-    return sorted(d for d in days if d >= 29 and any(MONTH_DAYS[m - 1] < d or m == 2 for m in months))
-
-
-def check_occurs(expr: str) -> None:
-    """`InvalidInput` when the expression names only days its months never have (30 February)."""
-    days, months = _days_and_months(expr)
-    if days and not any(d <= MONTH_DAYS[m - 1] for d in days for m in months):
-        named = " or ".join(MONTH_NAMES[m - 1] for m in months)
-        has = "that month has" if len(months) == 1 else "those months have"
-        raise InvalidInput(f"cron {expr!r} never fires, since day {days[0]} never occurs in {named}; "
-                           f"choose a day {has}.")
-
-
-def _days_and_months(expr: str) -> tuple[list[int], list[int]]:
-    """The numeric days of month and the months of a day-restricted expression, else ([], [])."""
-    if expr.startswith("@"):
-        return [], []
-    fields = croniter.expand(expr)[0]
-    days, months, weekdays = fields[2], fields[3], fields[4]
-    if days == ["*"] or weekdays != ["*"] or not all(isinstance(d, int) for d in days):
-        return [], []
-    return list(days), list(range(1, 13)) if months == ["*"] else [int(m) for m in months]
-
-
-def parse_formats(formats: Sequence[str]) -> list[str]:
-    chosen = list(dict.fromkeys(f.lower() for f in formats)) or [Format.PDF.value]
-    for name in chosen:
-        if name not in {f.value for f in Format}:
-            raise InvalidInput(f"Unknown format {name!r}; use pdf, csv or both.")
-    return chosen
-
-
-def parse_channels(channels: Sequence[str], recipients: Sequence[tuple[Channel, str]]) -> list[str]:
-    """The channels a schedule sends on: as given; else those its recipients are on; else all
-    (each then uses the tenant's fallback recipients)."""
-    known = {c.value for c in Channel}
-    for name in channels:
-        if name.lower() not in known:
-            raise InvalidInput(f"Unknown channel {name!r}; use email, telegram or both.")
-    chosen = [c.lower() for c in channels] or [c.value for c, _ in recipients] or sorted(known)
-    stray = sorted({c.value for c, _ in recipients} - set(chosen))
-    if stray:
-        raise InvalidInput(f"{stray[0]} recipients are given but channels leaves {stray[0]} out; "
-                           f"add {stray[0]} to channels or drop those recipients.")
-    return list(dict.fromkeys(chosen))
-
-
-def parse_recipients(emails: Sequence[str], chats: Sequence[str]) -> list[tuple[Channel, str]]:
-    """Validated (channel, address) pairs, at most HERALD_MAX_RECIPIENTS of them."""
-    limit = get_settings().max_recipients
-    pairs = normalise_recipients(emails, chats, len(emails) + len(chats))
-    if len(pairs) > limit:
-        raise InvalidInput(f"{len(pairs)} recipients given; a schedule may have at most {limit}, "
-                           f"so use a mailing list or a Telegram group for more.")
-    return pairs
-
-
-def parse_subject(subject: str | None) -> str | None:
-    """The subject template on one line and at most 300 characters; blank means the default."""
-    if subject is None or not subject.strip():
-        return None
-    require_one_line(subject, "subject")
-    if len(subject) > SUBJECT_MAX:
-        raise InvalidInput(f"The subject is {len(subject)} characters long; shorten it to at most "
-                           f"{SUBJECT_MAX}.")
-    return subject
-
-
-def param_kind(default: Any) -> str:
-    """The type a report parameter takes, from its default: bool, int, float, str or any."""
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "float"
-    if isinstance(default, str):
-        return "str"
-    return "any"
-
-
-def parse_params(report: Report, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Values for the report's parameters, each of its default's type; None means the default."""
-    defaults = report.definition.get("params", {}) or {}
-    unknown = sorted(set(params or {}) - set(defaults))
-    if unknown:
-        raise InvalidInput(f"Report {report.slug!r} has no parameter {unknown[0]!r}; "
-                           f"it takes: {', '.join(defaults) or 'none'}.")
-    return {name: typed_param(name, value, defaults[name])
-            for name, value in (params or {}).items() if value is not None}
-
-
-def typed_param(name: str, value: Any, default: Any) -> Any:
-    """`value` as the type of `default`, or `InvalidInput` naming params.NAME."""
-    kind, text = param_kind(default), value.strip() if isinstance(value, str) else None
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if text is not None and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise InvalidInput(f"params.{name} takes true or false, like its default; got {value!r}.")
-    if kind in ("int", "float"):
-        number = _number(value, text)
-        if kind == "int" and (isinstance(number, int) or isinstance(number, float) and number.is_integer()):
-            return int(number)
-        if kind == "float" and number is not None:
-            return float(number)
-        what = "a whole number" if kind == "int" else "a number"
-        raise InvalidInput(f"params.{name} takes {what}, like its default {default}; got {value!r}.")
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise InvalidInput(f"params.{name} takes text, like its default {default!r}; got {value!r}.")
-    if isinstance(value, str | int | float | bool):
-        return value
-    raise InvalidInput(f"params.{name} takes one value (text, a number, true or false); got {value!r}.")
-
-
-def _number(value: Any, text: str | None) -> int | float | None:
-    """A finite number from a number or its text, else None (a bool is not a number)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if text is None:
-        return None
-    for parse in (int, float):
-        try:
-            number = parse(text)
-        except ValueError:
-            continue
-        return number if math.isfinite(number) else None
-    return None
-
-
-def validate_schedule(
-    session: Session, tenant: Tenant, report_slug: str, *,
-    cron_expr: str | None = None, cadence: str | None = None, at: str | None = None,
-    timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
-    chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None,
-    params: dict[str, Any] | None = None,
-) -> ScheduleFields:
-    """Every field checked, in the order a person reads them; nothing is written."""
-    report = get_report(session, tenant, report_slug)
-    expr = resolve_cron(cron_expr, cadence, at)
-    timezone = timezone or tenant.timezone
-    cron.parse_timezone(timezone)
-    chosen = parse_formats(formats)
-    recipients = parse_recipients(emails, chats)
-    chosen_channels = parse_channels(channels, recipients)
-    subject = parse_subject(subject)
-    typed = parse_params(report, params)
-    return ScheduleFields(report=report, cron=expr, cadence=cadence or None,
-                          at=at if cadence else None, timezone=timezone, formats=chosen,
-                          channels=chosen_channels, recipients=recipients, subject=subject,
-                          params=typed)
 
 
 def add_schedule(
@@ -405,25 +183,3 @@ def schedule_to_dict(session: Session, schedule: Schedule) -> dict[str, Any]:
         "recipients": [{"channel": r.channel, "address": r.address}
                        for r in schedule_recipients(session, schedule.id)],
     }
-
-
-# The five fields each macro stands for (`models.cron.describe` reads five fields only).
-MACRO_FIELDS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                "@hourly": "0 * * * *"}
-
-
-def describe(expr: str) -> str:
-    """The expression in words, e.g. 'At 09:30, Monday through Friday' (macros too)."""
-    expr = cron.validate_cron(expr)
-    return cron.describe(MACRO_FIELDS.get(expr, expr))
-
-
-@functools.lru_cache(maxsize=4096)
-def describe_or_none(expr: str) -> str | None:
-    """The expression in words, or None for a stored one that no longer parses."""
-    try:
-        return describe(expr)
-    except InvalidInput:
-        return None
-
