@@ -121,15 +121,7 @@ def _exists(wall: datetime, zone: ZoneInfo) -> bool:
 
 def _changed_walls(wall: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The wall-clock span a change around `wall` skips or repeats, earlier end first."""
-    low, high = sorted(_occurrences(wall, zone))
-    after = high.astimezone(zone).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(zone).utcoffset() == after:
-            high = middle
-        else:
-            low = middle
-    change = high.replace(microsecond=0)
+    change = cron.transition_instant(*sorted(_occurrences(wall, zone)), zone)
     walls = sorted((change.astimezone(zone).replace(tzinfo=None), (change - timedelta(seconds=1))
                     .astimezone(zone).replace(tzinfo=None) + timedelta(seconds=1)))
     return walls[0], walls[1]

@@ -114,8 +114,13 @@ def follows_real_time(expr: str) -> bool:
 
 def _gap_end(wall: datetime, zone: ZoneInfo) -> datetime:
     """The first instant after the DST gap that swallowed the local time `wall`."""
-    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # before the transition
-    high = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # after it
+    before = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # before the transition
+    after = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # after it
+    return transition_instant(before, after, zone)
+
+
+def transition_instant(low: datetime, high: datetime, zone: ZoneInfo) -> datetime:
+    """The instant (to the second) between `low` and `high` at which `zone`'s offset changes."""
     after_offset = high.astimezone(zone).utcoffset()
     while high - low > timedelta(seconds=1):
         mid = low + (high - low) / 2

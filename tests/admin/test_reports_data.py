@@ -27,7 +27,6 @@ from models.catalog import add_tenant, count_rows, save_report
 from models.definition import load_definition, parse_definition_text
 from models.errors import InvalidInput, NotFound, PermissionDenied
 from models.reports import Report
-from models.settings import get_settings
 from models.tenancy import Membership, Role, User
 from tenantdb import neutralise
 from tests.renderers.conftest import pdf_text
@@ -71,18 +70,6 @@ def world(session: Session, tmp_path: Path) -> World:
         users[role] = user.id
     session.commit()
     return World(acme.id, beta.id, acme_report.id, beta_report.id, users, data)
-
-
-@pytest.fixture
-def stub_pdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RENDER_PDF_STUB", "true")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def real_pdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RENDER_PDF_STUB", "false")
-    get_settings.cache_clear()
 
 
 def viewer_as(session: Session, world: World, role: Role) -> Viewer:

@@ -25,7 +25,6 @@ from models.audit import ChangeEvent
 from models.catalog import add_tenant, add_user, count_rows, save_report
 from models.definition import load_definition
 from models.reports import Report
-from models.settings import get_settings
 from models.tenancy import Tenant
 from renderers.browser import ChromiumPrinter
 from tests.renderers.conftest import pdf_text
@@ -71,18 +70,6 @@ def world(session: Session, tmp_path: Path) -> World:
     add_user(session, "vi@acme.example", acme, "viewer", PASSWORD)
     session.commit()
     return World(acme.id, beta.id, acme_report.id, beta_report.id, data)
-
-
-@pytest.fixture
-def stub_pdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RENDER_PDF_STUB", "true")
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def real_pdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RENDER_PDF_STUB", "false")
-    get_settings.cache_clear()
 
 
 def reports_page(email: str, report: int | None = None) -> AppTest:
