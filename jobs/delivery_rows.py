@@ -31,7 +31,13 @@ DELIVERIES = Delivery.__table__
 
 def planned_recipients(session: Session, schedule: Schedule, run: ReportRun) -> list[tuple[Channel, str]]:
     """For each channel the schedule sends on: its own recipients, else the tenant's.
-    A test run goes to its `test_recipients` only, never to the schedule's or the tenant's."""
+    A test run goes to its `test_recipients` only, never to the schedule's or the tenant's.
+    A run already planned (its rows are written in one transaction) keeps its recipients, so a
+    resend of its failed deliveries reaches nobody the schedule gained since."""
+    planned = session.execute(sa.select(DELIVERIES.c.channel, DELIVERIES.c.recipient)
+                              .where(DELIVERIES.c.run_id == run.id).order_by(DELIVERIES.c.id)).all()
+    if planned:
+        return [(Channel(c), a) for c, a in planned]
     if run.test:
         return list(dict.fromkeys((Channel(c), a) for c, a in run.test_recipients or []))
     own = session.exec(select(ScheduleRecipient).where(ScheduleRecipient.schedule_id == schedule.id)
@@ -52,6 +58,18 @@ def plan_deliveries(session: Session, run_id: int, pairs: list[tuple[Channel, st
                         [{"run_id": run_id, "channel": c.value, "recipient": a, "parts": {},
                           "status": DeliveryStatus.PENDING, "attempts": 0, "created_at": utcnow()}
                          for c, a in pairs])
+
+
+def reopen_failed(session: Session, run_id: int) -> list[tuple[Channel, str]]:
+    """Move the run's failed deliveries back to pending (to be sent again), keeping their
+    attempts (they add up) and the parts already sent; returns (channel, recipient) of each."""
+    rows = session.execute(
+        DELIVERIES.update().where(DELIVERIES.c.run_id == run_id,
+                                  DELIVERIES.c.status == DeliveryStatus.FAILED)
+        .values(status=DeliveryStatus.PENDING, error=None, finished_at=None, duration_ms=None,
+                lease_expires_at=None)
+        .returning(DELIVERIES.c.id, DELIVERIES.c.channel, DELIVERIES.c.recipient)).all()
+    return [(Channel(r.channel), r.recipient) for r in sorted(rows)]
 
 
 @dataclass

@@ -8,6 +8,7 @@ that takes `now`, so tests can replay an outage.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from models import cron
 from models.artifacts import purge_expired
 from models.db import insert_ignoring_conflicts, session_scope
 from models.errors import InvalidInput
+from models.health import host_name, record_tick
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
@@ -154,6 +156,8 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None) -> TickRepor
     """One dispatcher tick: claim every due schedule in batches, then recover stale runs."""
     limit = get_settings().tick_batch_size
     report = TickReport()
+    started = time.monotonic()  # measures this tick's length only; `now` stays the tick's instant
+    claimed = 0
     while True:
         with session_scope(url, claim=True) as session:
             batch = claim_due_batch(session, now, limit)
@@ -161,6 +165,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None) -> TickRepor
         report.queued += batch.queued
         report.missed += batch.missed
         report.flagged += batch.flagged
+        claimed += batch.claimed
         if batch.claimed < limit:
             break
     with session_scope(url, claim=True) as session:
@@ -168,8 +173,20 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None) -> TickRepor
     dispatch(report.requeued)
     with session_scope(url) as session:  # retention: whatever expired since the last tick
         report.purged = purge_expired(session, now)
+    _write_heartbeat(now, int((time.monotonic() - started) * 1000), claimed, url)
     if report.queued or report.missed or report.flagged or report.requeued or report.purged:
         log.info("tick at %s: queued %d, missed %d, flagged %d, re-enqueued %d, purged %d",
                  now.isoformat(), len(report.queued), report.missed, report.flagged,
                  len(report.requeued), report.purged)
     return report
+
+
+def _write_heartbeat(now: datetime, duration_ms: int, claimed: int, url: str | None) -> None:
+    """Overwrite this host's heartbeat; a failure is logged, never undoes the tick's work."""
+    try:
+        with session_scope(url) as session:
+            record_tick(session, host=host_name(), started_at=now,
+                        finished_at=now + timedelta(milliseconds=duration_ms),
+                        duration_ms=duration_ms, claimed=claimed)
+    except sa.exc.SQLAlchemyError:
+        log.exception("the tick at %s could not write its heartbeat", now.isoformat())

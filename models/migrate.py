@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,25 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def require_current(url: str | None = None) -> None:
+    """Refuse, with what to run, a database whose schema is older (or newer) than this herald."""
+    from alembic.runtime.migration import MigrationContext
+
+    from models.db import get_engine
+    from models.errors import HeraldError
+
+    with get_engine(url).connect() as conn:
+        found = MigrationContext.configure(conn).get_current_revision()
+    head = current_head()
+    if found != head:
+        where = "has no herald tables" if found is None else f"is at schema revision {found}"
+        raise HeraldError(f"The database at DATABASE_URL {where}, and this herald needs {head}; "
+                          f"run `herald db upgrade`.")
+
+
+@functools.cache
 def current_head() -> str:
+    """The newest schema revision this herald knows (read once per process)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

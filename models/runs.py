@@ -39,6 +39,9 @@ RUN_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
     # RUNNING -> QUEUED: the tick re-enqueues a run whose worker lease expired.
     RunStatus.RUNNING: frozenset({RunStatus.QUEUED, *FINAL_RUN_STATES} - {RunStatus.MISSED}),
+    # PARTIAL/FAILED -> QUEUED: "resend failed" (admin history) sends the failed deliveries again.
+    RunStatus.PARTIAL: frozenset({RunStatus.QUEUED}),
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED}),
 }
 DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     DeliveryStatus.PENDING: frozenset({DeliveryStatus.SENT, DeliveryStatus.FAILED}),
@@ -52,6 +55,8 @@ class ReportRun(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("schedule_id", "scheduled_for"),
         sa.Index("ix_report_run_status_lease", "status", "lease_expires_at"),
+        # The history page: a tenant's runs newest first, paged by (scheduled_for, id).
+        sa.Index("ix_report_run_tenant_slot", "tenant_id", "scheduled_for", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,10 +1,11 @@
 """Every table, imported in one place so `SQLModel.metadata` is complete (Alembic, tests)."""
 
 from models.audit import ChangeEvent
+from models.health import TickHeartbeat
 from models.reports import Report
 from models.runs import Artifact, ArtifactChunk, Delivery, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.tenancy import Membership, Tenant, TenantRecipient, User
 
 __all__ = ["Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "Membership", "Report", "ReportRun", "Schedule",
-           "ScheduleRecipient", "Tenant", "TenantRecipient", "User"]
+           "ScheduleRecipient", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]

@@ -1,0 +1,356 @@
+"""The history page's data: a tenant's runs (filtered, in keyset pages), outcomes per day,
+one run's story, and sending a run's failed deliveries again.
+
+Each function takes a session and the logged-in `Viewer` and checks their tenant and role
+first (viewer reads; editor and admin resend). Another tenant's run reads as "No run N.".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from admin.access import Action, Viewer, owned, require
+from jobs.delivery_rows import reopen_failed
+from models.artifacts import QUERY_RESULT
+from models.audit import record_change
+from models.db import utcnow
+from models.errors import InvalidInput
+from models.reports import Report
+from models.runs import Artifact, Delivery, DeliveryStatus, ReportRun, RunStatus, transition
+from models.schedules import Schedule
+from models.tenancy import Tenant
+
+Dispatch = Callable[[Sequence[tuple[int, int]]], None]
+KINDS = ("scheduled", "manual", "test")
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What the history page filters on; None (or empty) leaves a filter out.
+
+    `start` (inclusive) and `end` (exclusive) bound the slot; `kind` is scheduled (by the
+    cron), manual (send now) or test (send a test to…); `recipient` matches part of an
+    address or chat id, case-insensitively."""
+
+    schedule_id: int | None = None
+    report: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    recipient: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    kind: str | None = None
+
+
+class RunCursor(NamedTuple):
+    """Where the next page starts: after the run with this slot and id."""
+
+    scheduled_for: datetime
+    id: int
+
+
+class RunRow(NamedTuple):
+    """One row of the history table."""
+
+    id: int
+    schedule_id: int
+    report_title: str
+    scheduled_for: datetime
+    status: str
+    manual: bool
+    test: bool
+    attempts: int
+    error: str | None         # its first line
+    sent: int
+    failed: int
+    pending: int
+
+
+class RunPage(NamedTuple):
+    rows: tuple[RunRow, ...]
+    next_cursor: RunCursor | None   # None on the last page
+
+
+class DayOutcome(NamedTuple):
+    """How many of the filtered runs of one local day (the tenant's timezone) ended in `status`."""
+
+    day: date
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DeliveryStory:
+    channel: str
+    recipient: str
+    status: str
+    attempts: int
+    duration_ms: int | None
+    message_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DocumentStory:
+    kind: str
+    filename: str
+    size: int
+    expires_at: datetime | None
+    expired: str | None        # e.g. "expired on 2026-03-09", once past retention
+
+
+@dataclass(frozen=True)
+class RunStory:
+    """Everything known about one run, for its detail view."""
+
+    id: int
+    schedule_id: int
+    report_title: str
+    scheduled_for: datetime
+    status: str
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    error: str | None
+    manual: bool
+    test: bool
+    requested_by: str | None
+    deliveries: tuple[DeliveryStory, ...]
+    documents: tuple[DocumentStory, ...]
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    """The resent run: its status after dispatch (final in the embedded mode, else queued)
+    and who its failed deliveries went to again."""
+
+    run_id: int
+    status: str
+    resent: tuple[tuple[str, str], ...]
+
+
+def list_runs(session: Session, viewer: Viewer, tenant_id: int, filters: RunFilters, *,
+              after: RunCursor | None = None, limit: int = 50) -> RunPage:
+    """The tenant's filtered runs newest first, `limit` at a time: pass the page's
+    `next_cursor` as `after` for the next one. Two queries per page."""
+    require(viewer, tenant_id, Action.READ)
+    query = (sa.select(ReportRun.id, ReportRun.schedule_id, Report.title, ReportRun.scheduled_for,
+                       ReportRun.status, ReportRun.manual, ReportRun.test, ReportRun.attempts,
+                       ReportRun.error)
+             .join(Schedule, Schedule.id == ReportRun.schedule_id)
+             .join(Report, Report.id == Schedule.report_id)
+             .where(*_conditions(tenant_id, filters))
+             .order_by(ReportRun.scheduled_for.desc(), ReportRun.id.desc()).limit(limit + 1))
+    if after is not None:
+        query = query.where(sa.tuple_(ReportRun.scheduled_for, ReportRun.id)
+                            < sa.tuple_(_slot(after.scheduled_for), sa.literal(after.id)))
+    found = session.execute(query).all()
+    page, more = found[:limit], len(found) > limit
+    counts: dict[tuple[int, str], int] = {}
+    if page:
+        counts = {(run_id, status): n for run_id, status, n in session.execute(
+            sa.select(Delivery.run_id, Delivery.status, sa.func.count())
+            .where(Delivery.run_id.in_([r.id for r in page]))
+            .group_by(Delivery.run_id, Delivery.status))}
+    rows = tuple(RunRow(
+        id=r.id, schedule_id=r.schedule_id, report_title=r.title, scheduled_for=r.scheduled_for,
+        status=str(r.status), manual=r.manual, test=r.test, attempts=r.attempts,
+        error=_first_line(r.error), sent=counts.get((r.id, DeliveryStatus.SENT), 0),
+        failed=counts.get((r.id, DeliveryStatus.FAILED), 0),
+        pending=counts.get((r.id, DeliveryStatus.PENDING), 0)) for r in page)
+    last = rows[-1] if more else None
+    return RunPage(rows, RunCursor(last.scheduled_for, last.id) if last else None)
+
+
+def outcomes_per_day(session: Session, viewer: Viewer, tenant_id: int,
+                     filters: RunFilters) -> list[DayOutcome]:
+    """The filtered runs counted per local day (the tenant's timezone) and status, by day
+    then status; counted by the database (GROUP BY), not here."""
+    require(viewer, tenant_id, Action.READ)
+    zone = ZoneInfo(session.get(Tenant, tenant_id).timezone)
+    conditions = _conditions(tenant_id, filters)
+    if session.get_bind().dialect.name == "postgresql":
+        day = sa.cast(sa.func.timezone(zone.key, ReportRun.scheduled_for), sa.Date)
+    else:
+        bounds = session.execute(sa.select(sa.func.min(ReportRun.scheduled_for),
+                                           sa.func.max(ReportRun.scheduled_for))
+                                 .where(*conditions)).one()
+        if bounds[0] is None:
+            return []
+        day = sa.func.date(ReportRun.scheduled_for, _sqlite_offset(zone, *map(_aware, bounds)))
+    day = day.label("day")
+    counted = session.execute(sa.select(day, ReportRun.status, sa.func.count())
+                              .where(*conditions).group_by(day, ReportRun.status)
+                              .order_by(day, ReportRun.status)).all()
+    return [DayOutcome(d if isinstance(d, date) else date.fromisoformat(d), str(s), n)
+            for d, s, n in counted]
+
+
+def run_story(session: Session, viewer: Viewer, run_id: int, *,
+              now: datetime | None = None) -> RunStory:
+    """One run: its slot and times, each delivery, and its documents (with their expiry)."""
+    run = owned(session, viewer, ReportRun, run_id, "run", Action.READ)
+    now = now or utcnow()
+    title = session.execute(sa.select(Report.title).join(Schedule, Schedule.report_id == Report.id)
+                            .where(Schedule.id == run.schedule_id)).scalar_one()
+    deliveries = session.exec(select(Delivery).where(Delivery.run_id == run.id).order_by(Delivery.id))
+    documents = session.exec(select(Artifact).where(Artifact.run_id == run.id,
+                                                    Artifact.kind != QUERY_RESULT)
+                             .order_by(Artifact.id))
+    return RunStory(
+        id=run.id, schedule_id=run.schedule_id, report_title=title,
+        scheduled_for=run.scheduled_for, status=str(run.status), queued_at=run.queued_at,
+        started_at=run.started_at, finished_at=run.finished_at, attempts=run.attempts,
+        error=run.error, manual=run.manual, test=run.test, requested_by=run.requested_by,
+        deliveries=tuple(DeliveryStory(
+            channel=str(d.channel), recipient=d.recipient, status=str(d.status),
+            attempts=d.attempts, duration_ms=d.duration_ms, message_id=d.provider_message_id,
+            error=d.error) for d in deliveries),
+        documents=tuple(DocumentStory(
+            kind=a.kind, filename=a.filename, size=a.size, expires_at=a.expires_at,
+            expired=_expired(a.expires_at, now)) for a in documents))
+
+
+def resend_failed(session: Session, viewer: Viewer, run_id: int, *, now: datetime,
+                  dispatch: Dispatch | None = None) -> ResendResult:
+    """Send the run's failed deliveries again, and only those, through the deliver stage.
+
+    The failed rows go back to pending with their attempts kept (they add up); the run goes
+    back to QUEUED with a fresh pipeline budget (attempts 0), the resend is recorded, the
+    session committed and the run dispatched as send now dispatches it. Its documents are
+    reused as they are: a run whose documents expired is refused.
+    """
+    run = owned(session, viewer, ReportRun, run_id, "run", Action.EDIT)
+    run = session.get(ReportRun, run_id, with_for_update=True, populate_existing=True)
+    if run.status not in (RunStatus.PARTIAL, RunStatus.FAILED):
+        raise InvalidInput(f"Run {run_id} is {run.status}; only a partial or failed run has "
+                           f"failed deliveries to send again.")
+    failed = session.execute(sa.select(sa.func.count()).where(
+        Delivery.run_id == run_id, Delivery.status == DeliveryStatus.FAILED)).scalar_one()
+    if not failed:
+        raise InvalidInput(f"Run {run_id} has no failed deliveries (it failed before sending); "
+                           f"use send now on its schedule instead.")
+    _check_documents(session, run, now)
+    resent = reopen_failed(session, run_id)
+    old = {"status": str(run.status), "attempts": run.attempts, "error": run.error}
+    transition(run, RunStatus.QUEUED)
+    run.queued_at, run.finished_at, run.lease_expires_at = now, None, None
+    run.attempts, run.error = 0, None
+    record_change(session, run.tenant_id, "run", run.id, "resend", viewer.email, {
+        "status": [old["status"], str(run.status)], "attempts": [old["attempts"], 0],
+        "error": [old["error"], None],
+        "resent": [None, [f"{channel.value} {recipient}" for channel, recipient in resent]]})
+    session.commit()
+    if dispatch is None:
+        from jobs.actors import dispatch_runs  # declares the broker: imported when first sending
+
+        dispatch = dispatch_runs
+    dispatch([(run.id, run.tenant_id)])
+    session.expire_all()
+    status = session.get(ReportRun, run_id).status
+    return ResendResult(run_id=run_id, status=str(status),
+                        resent=tuple((c.value, r) for c, r in resent))
+
+
+def _check_documents(session: Session, run: ReportRun, now: datetime) -> None:
+    """Every format the schedule sends is still stored for the run, unexpired."""
+    formats = session.get(Schedule, run.schedule_id).formats
+    kept = {a.kind: a for a in session.exec(select(Artifact).where(Artifact.run_id == run.id))}
+    for fmt in formats:
+        artifact = kept.get(fmt)
+        if artifact is None:
+            raise InvalidInput(f"The {fmt} of run {run.id} is no longer kept; send the schedule "
+                               f"now to make new documents.")
+        if _expired(artifact.expires_at, now):
+            raise InvalidInput(f"The documents of run {run.id} {_expired(artifact.expires_at, now)}; "
+                               f"send the schedule now to make new ones.")
+
+
+def _conditions(tenant_id: int, filters: RunFilters) -> list[Any]:
+    """The WHERE clause of the filtered runs of a tenant."""
+    where: list[Any] = [ReportRun.tenant_id == tenant_id]
+    if filters.schedule_id is not None:
+        where.append(ReportRun.schedule_id == filters.schedule_id)
+    if filters.report:
+        where.append(ReportRun.schedule_id.in_(
+            sa.select(Schedule.id).join(Report, Report.id == Schedule.report_id)
+            .where(Schedule.tenant_id == tenant_id, Report.slug == filters.report)))
+    if filters.status:
+        where.append(ReportRun.status == filters.status)
+    if filters.start is not None:
+        where.append(ReportRun.scheduled_for >= filters.start)
+    if filters.end is not None:
+        where.append(ReportRun.scheduled_for < filters.end)
+    if filters.kind:
+        if filters.kind not in KINDS:
+            raise InvalidInput(f"The kind {filters.kind!r} is not one of {', '.join(KINDS)}; "
+                               f"choose one of them or none.")
+        where.append({"scheduled": ReportRun.manual.is_(False),
+                      "manual": sa.and_(ReportRun.manual.is_(True), ReportRun.test.is_(False)),
+                      "test": ReportRun.test.is_(True)}[filters.kind])
+    if filters.channel or filters.recipient:
+        on = [Delivery.run_id == ReportRun.id]
+        if filters.channel:
+            on.append(Delivery.channel == filters.channel)
+        if filters.recipient:
+            on.append(sa.func.lower(Delivery.recipient).contains(filters.recipient.lower(),
+                                                                 autoescape=True))
+        where.append(sa.exists().where(*on))
+    return where
+
+
+def _slot(value: datetime) -> Any:
+    """A cursor's slot as a bind of the column's type (naive UTC on SQLite, aware elsewhere)."""
+    return sa.literal(value, ReportRun.__table__.c.scheduled_for.type)
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A MIN/MAX of the slot column (SQLite returns it as text) as an aware UTC datetime."""
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _sqlite_offset(zone: ZoneInfo, first: datetime, last: datetime) -> Any:
+    """SQLite has no time zones: the zone's UTC offset over [first, last] as a CASE of
+    date() modifiers ("+60 minutes"), one branch per offset change in that range."""
+    def offset(at: datetime) -> int:
+        return int(at.astimezone(zone).utcoffset().total_seconds() // 60)
+
+    changes: list[tuple[datetime, int]] = []   # (from this instant, the new offset)
+    at = first
+    while at < last:
+        step = min(at + timedelta(days=1), last)
+        if offset(step) != offset(at):
+            low, high = int(at.timestamp()), int(step.timestamp())   # zones change on a second
+            while high - low > 1:
+                middle = (low + high) // 2
+                same = offset(datetime.fromtimestamp(middle, UTC)) == offset(at)
+                low, high = (middle, high) if same else (low, middle)
+            changes.append((datetime.fromtimestamp(high, UTC), offset(step)))
+        at = step
+    modifier = lambda minutes: f"{minutes:+d} minutes"  # noqa: E731
+    if not changes:
+        return modifier(offset(first))
+    branches, current = [], offset(first)
+    for instant, new in changes:
+        branches.append((ReportRun.scheduled_for < instant, modifier(current)))
+        current = new
+    return sa.case(*branches, else_=modifier(current))
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> str | None:
+    if expires_at is None or expires_at > now:
+        return None
+    return f"expired on {expires_at.date().isoformat()}"
+
+
+def _first_line(text: str | None) -> str | None:
+    return text.strip().splitlines()[0] if text and text.strip() else None
