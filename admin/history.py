@@ -8,15 +8,25 @@ first (viewer reads; editor and admin resend). Another tenant's run reads as "No
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from admin.access import Action, Viewer, owned, require
+from admin.history_records import (
+    DayOutcome,
+    DeliveryStory,
+    DocumentStory,
+    ResendResult,
+    RunCursor,
+    RunFilters,
+    RunPage,
+    RunRow,
+    RunStory,
+)
 from jobs.delivery_rows import reopen_failed
 from models.artifacts import QUERY_RESULT
 from models.audit import record_change
@@ -29,112 +39,6 @@ from models.tenancy import Tenant
 
 Dispatch = Callable[[Sequence[tuple[int, int]]], None]
 KINDS = ("scheduled", "manual", "test")
-
-
-@dataclass(frozen=True)
-class RunFilters:
-    """What the history page filters on; None (or empty) leaves a filter out.
-
-    `start` (inclusive) and `end` (exclusive) bound the slot; `kind` is scheduled (by the
-    cron), manual (send now) or test (send a test to…); `recipient` matches part of an
-    address or chat id, case-insensitively."""
-
-    schedule_id: int | None = None
-    report: str | None = None
-    status: str | None = None
-    channel: str | None = None
-    recipient: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    kind: str | None = None
-
-
-class RunCursor(NamedTuple):
-    """Where the next page starts: after the run with this slot and id."""
-
-    scheduled_for: datetime
-    id: int
-
-
-class RunRow(NamedTuple):
-    """One row of the history table."""
-
-    id: int
-    schedule_id: int
-    report_title: str
-    scheduled_for: datetime
-    status: str
-    manual: bool
-    test: bool
-    attempts: int
-    error: str | None         # its first line
-    sent: int
-    failed: int
-    pending: int
-
-
-class RunPage(NamedTuple):
-    rows: tuple[RunRow, ...]
-    next_cursor: RunCursor | None   # None on the last page
-
-
-class DayOutcome(NamedTuple):
-    """How many of the filtered runs of one local day (the tenant's timezone) ended in `status`."""
-
-    day: date
-    status: str
-    count: int
-
-
-@dataclass(frozen=True)
-class DeliveryStory:
-    channel: str
-    recipient: str
-    status: str
-    attempts: int
-    duration_ms: int | None
-    message_id: str | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class DocumentStory:
-    kind: str
-    filename: str
-    size: int
-    expires_at: datetime | None
-    expired: str | None        # e.g. "expired on 2026-03-09", once past retention
-
-
-@dataclass(frozen=True)
-class RunStory:
-    """Everything known about one run, for its detail view."""
-
-    id: int
-    schedule_id: int
-    report_title: str
-    scheduled_for: datetime
-    status: str
-    queued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int
-    error: str | None
-    manual: bool
-    test: bool
-    requested_by: str | None
-    deliveries: tuple[DeliveryStory, ...]
-    documents: tuple[DocumentStory, ...]
-
-
-@dataclass(frozen=True)
-class ResendResult:
-    """The resent run: its status after dispatch (final in the embedded mode, else queued)
-    and who its failed deliveries went to again."""
-
-    run_id: int
-    status: str
-    resent: tuple[tuple[str, str], ...]
 
 
 def list_runs(session: Session, viewer: Viewer, tenant_id: int, filters: RunFilters, *,

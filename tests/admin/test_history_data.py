@@ -16,7 +16,6 @@ from admin import history
 from admin.access import Viewer, load_viewer
 from admin.history import RunFilters
 from admin.schedules import send_now
-from jobs.pipeline import run_pipeline
 from models import catalog, scheduling
 from models.artifacts import store_artifact
 from models.audit import ChangeEvent
@@ -30,6 +29,7 @@ from models.tenancy import Membership, Role, User
 # The delivery tests' fixtures: a real SMTP server (aiosmtpd) and a SQLite tenant data source.
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
+from tests.jobs.helpers import in_process
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -230,12 +230,6 @@ def test_resend_is_refused_for_finished_runs_and_expired_documents(
 
 
 GOOD, BAD = ("one@acme.example", "two@acme.example"), "three@acme.example"
-
-
-def in_process(runs) -> None:
-    """Dispatch as the embedded mode does: the whole pipeline, synchronously."""
-    for run_id, _tenant_id in runs:
-        run_pipeline(run_id)
 
 
 def test_resend_failed_sends_only_to_the_refused_recipient(

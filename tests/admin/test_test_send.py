@@ -7,7 +7,6 @@ from sqlmodel import Session, select
 
 from admin.access import load_viewer
 from admin.schedules import send_now, send_test
-from jobs.pipeline import run_pipeline
 from models.db import utcnow
 from models.runs import Delivery, ReportRun
 from models.schedules import Schedule
@@ -16,14 +15,9 @@ from models.tenancy import Membership, Role, User
 # The delivery tests' fixtures: a real SMTP server (aiosmtpd) and a SQLite tenant data source.
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
+from tests.jobs.helpers import in_process
 
 OWN, TYPED, NORMALISED = "boss@acme.example", "Tester@Example.COM", "Tester@example.com"
-
-
-def in_process(runs) -> None:
-    """Dispatch as the embedded mode does: the whole pipeline, synchronously."""
-    for run_id, _tenant_id in runs:
-        run_pipeline(run_id)
 
 
 def test_a_test_run_reaches_only_the_typed_address(

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from jobs.pipeline import run_pipeline
 from models.db import session_scope, utcnow
 from models.reports import Report
 from models.runs import ReportRun
@@ -41,3 +42,9 @@ def add_schedules(url: str, tenant_id: int, report_id: int, count: int, *, cron:
 def runs_of(url: str) -> list[ReportRun]:
     with session_scope(url) as session:
         return list(session.exec(sa.select(ReportRun).order_by(ReportRun.id)).scalars())
+
+
+def in_process(runs) -> None:
+    """Dispatch as the embedded mode does: the whole pipeline, synchronously."""
+    for run_id, _tenant_id in runs:
+        run_pipeline(run_id)
