@@ -6,10 +6,13 @@
 (2) Report preview: `admin.reports.preview_report` of the demo report (PDF, page images,
     the CSV's first 20 rows) on the demo's SQLite data, against `herald export --format pdf`
     of the same report (`jobs.pipeline.export_report`, in-process). Goal: at most 1.3x.
+(3) History page: one page of runs plus the outcomes chart over 1,000,000 runs and ~3,000,000
+    deliveries (PostgreSQL), against the raw indexed SQL they wrap (bench/_history.py).
+    Goal: at most 300 ms and at most 2x the raw SQL.
 
 Each pair runs alternately, one after the other, after a warm-up; medians.
 
-    python bench/admin.py [--schedules 10000] [--repeat 5] [--renders 21] [--only schedules|preview]
+    python bench/admin.py [--schedules 10000] [--repeat 5] [--renders 21] [--only schedules|preview|history]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from bench._common import create_database, drop_database  # noqa: E402
+from bench._history import bench_history, report  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -225,9 +229,15 @@ def main() -> None:
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--renders", type=int, default=21)
-    parser.add_argument("--only", choices=("schedules", "preview"), help="run one of the two")
+    parser.add_argument("--only", choices=("schedules", "preview", "history"), help="run one part")
     args = parser.parse_args()
 
+    if args.only in (None, "history"):
+        history = bench_history(NOW, max(args.repeat, 11), alternate, ms)
+        if history:
+            report(history, max(args.repeat, 11))
+        if args.only == "history":
+            return
     listed = bench_schedules(args.schedules, args.repeat) if args.only != "preview" else None
     if listed:
         ratio = listed["herald"] / listed["raw"]
