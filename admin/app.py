@@ -6,12 +6,13 @@ page, a logged-in one the sidebar (e-mail, tenant picker, Log out) and the pages
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import streamlit as st
 
 from admin import auth, ui
-from admin.access import visible_tenants
+from admin.access import ALLOWED, Action, visible_tenants
 from models.db import utcnow
 from models.errors import LoginRefused
 from models.settings import get_settings
@@ -40,7 +41,15 @@ def login() -> None:
 
 
 # (script beside this file, title, URL path) of each page a logged-in user gets.
-PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports")]
+PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports"),
+         ("views/history.py", "History", "history"), ("views/failures.py", "Failures", "failures"),
+         ("views/members.py", "Members", "members")]
+# URL paths of the pages only the chosen tenant's admins find in the navigation; others who
+# open the URL get a sentence saying why there is nothing for them.
+ADMINS_ONLY = {"members"}
+
+if os.environ.get("HERALD_DEMO_DIR"):  # `herald demo`: what its local mail and Telegram got
+    PAGES.append(("views/inbox.py", "Inbox", "inbox"))
 
 
 def stand_ins(page: Callable[[], None]) -> list[st.Page]:
@@ -78,7 +87,9 @@ with ui.database() as session:
 
     if tenants:
         ui.set_current(viewer, tenant)
-        st.navigation([st.Page(script, title=title, url_path=path)
+        manages = Action.MANAGE in ALLOWED[viewer.roles[tenant.id]]
+        st.navigation([st.Page(script, title=title, url_path=path, visibility=(
+                           "visible" if manages or path not in ADMINS_ONLY else "hidden"))
                        for script, title, path in PAGES]).run()
     else:
         st.navigation([st.Page(no_tenants, title="No tenants", url_path="no-tenants", default=True),

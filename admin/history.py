@@ -1,5 +1,5 @@
 """The history page's data: a tenant's runs (filtered, in keyset pages), outcomes per day,
-one run's story, and sending a run's failed deliveries again.
+one run's story and its documents, and sending a run's failed deliveries again.
 
 Each function takes a session and the logged-in `Viewer` and checks their tenant and role
 first (viewer reads; editor and admin resend). Another tenant's run reads as "No run N.".
@@ -19,7 +19,9 @@ from admin.access import Action, Viewer, owned, require
 from admin.history_records import (
     DayOutcome,
     DeliveryStory,
+    DocumentContent,
     DocumentStory,
+    FilterChoices,
     ResendResult,
     RunCursor,
     RunFilters,
@@ -28,10 +30,10 @@ from admin.history_records import (
     RunStory,
 )
 from jobs.delivery_rows import reopen_failed
-from models.artifacts import QUERY_RESULT
+from models.artifacts import QUERY_RESULT, read_content, run_artifact
 from models.audit import record_change
 from models.db import utcnow
-from models.errors import InvalidInput
+from models.errors import InvalidInput, NotFound
 from models.reports import Report
 from models.runs import Artifact, Delivery, DeliveryStatus, ReportRun, RunStatus, transition
 from models.schedules import Schedule
@@ -119,8 +121,38 @@ def run_story(session: Session, viewer: Viewer, run_id: int, *,
             attempts=d.attempts, duration_ms=d.duration_ms, message_id=d.provider_message_id,
             error=d.error) for d in deliveries),
         documents=tuple(DocumentStory(
-            kind=a.kind, filename=a.filename, size=a.size, expires_at=a.expires_at,
-            expired=_expired(a.expires_at, now)) for a in documents))
+            kind=a.kind, filename=a.filename, media_type=a.media_type, size=a.size,
+            expires_at=a.expires_at, expired=_expired(a.expires_at, now)) for a in documents))
+
+
+def document(session: Session, viewer: Viewer, run_id: int, kind: str, *,
+             now: datetime) -> DocumentContent:
+    """The bytes of one of the run's documents (pdf or csv) while it is retained."""
+    owned(session, viewer, ReportRun, run_id, "run", Action.READ)
+    artifact = run_artifact(session, run_id, kind) if kind != QUERY_RESULT else None
+    if artifact is None:
+        raise NotFound(f"Run {run_id} has no {kind} document; its story lists the ones it has.")
+    expired = _expired(artifact.expires_at, now)
+    if expired:
+        raise InvalidInput(f"The {kind} of run {run_id} {expired}; send the schedule now to make "
+                           f"a new one.")
+    return DocumentContent(filename=artifact.filename, media_type=artifact.media_type,
+                           content=read_content(session, artifact.id))
+
+
+def filter_choices(session: Session, viewer: Viewer, tenant_id: int) -> FilterChoices:
+    """The tenant's schedules (deleted ones too: their runs stay) and reports, for the filters."""
+    require(viewer, tenant_id, Action.READ)
+    schedules = session.execute(
+        sa.select(Schedule.id, Report.title, Schedule.deleted_at)
+        .join(Report, Report.id == Schedule.report_id)
+        .where(Schedule.tenant_id == tenant_id).order_by(Schedule.id)).all()
+    reports = session.execute(sa.select(Report.slug, Report.title)
+                              .where(Report.tenant_id == tenant_id).order_by(Report.title)).all()
+    return FilterChoices(
+        schedules=tuple((i, f"#{i} {title}" + (" (deleted)" if deleted else ""))
+                        for i, title, deleted in schedules),
+        reports=tuple((slug, title) for slug, title in reports))
 
 
 def resend_failed(session: Session, viewer: Viewer, run_id: int, *, now: datetime,

@@ -77,6 +77,7 @@ class DeliveryStory:
 class DocumentStory:
     kind: str
     filename: str
+    media_type: str
     size: int
     expires_at: datetime | None
     expired: str | None        # e.g. "expired on 2026-03-09", once past retention
@@ -101,6 +102,22 @@ class RunStory:
     requested_by: str | None
     deliveries: tuple[DeliveryStory, ...]
     documents: tuple[DocumentStory, ...]
+
+
+@dataclass(frozen=True)
+class DocumentContent:
+    """One retained document of a run, read for a download."""
+
+    filename: str
+    media_type: str
+    content: bytes
+
+
+class FilterChoices(NamedTuple):
+    """What the history filters offer: (schedule id, label) and (report slug, title)."""
+
+    schedules: tuple[tuple[int, str], ...]
+    reports: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,30 @@ def test_run_story(session: Session, world: dict[str, Any]) -> None:
         ("pdf", "views.pdf", 4, None),
         ("csv", "views.csv", 4, f"expired on {old.expires_at.date().isoformat()}")]
     assert story.documents[0].expires_at == kept.expires_at
+    assert [d.media_type for d in story.documents] == ["application/pdf", "text/csv"]
+
+    pdf = history.document(session, world["viewer"], run_id, "pdf", now=NOW)
+    assert (pdf.filename, pdf.media_type, pdf.content) == ("views.pdf", "application/pdf", b"%PDF")
+    with pytest.raises(InvalidInput, match=f"^The csv of run {run_id} expired on "
+                                           f"{old.expires_at.date().isoformat()}; send"):
+        history.document(session, world["viewer"], run_id, "csv", now=NOW)
+    with pytest.raises(NotFound, match=f"^Run {run_id} has no query-result document"):
+        history.document(session, world["viewer"], run_id, "query-result", now=NOW)
+    with pytest.raises(NotFound, match=f"^No run {world['theirs']}.$"):
+        history.document(session, world["editor"], world["theirs"], "pdf", now=NOW)
+
+
+def test_filter_choices_name_the_tenants_schedules_and_reports(
+    session: Session, world: dict[str, Any]
+) -> None:
+    scheduling.delete_schedule(session, world["sales"], NOW)
+    session.commit()
+    choices = history.filter_choices(session, world["viewer"], world["acme"])
+    assert choices.schedules == ((world["views"], f"#{world['views']} Views"),
+                                 (world["sales"], f"#{world['sales']} Sales (deleted)"))
+    assert choices.reports == (("sales", "Sales"), ("views", "Views"))
+    with pytest.raises(NotFound):
+        history.filter_choices(session, world["viewer"], world["beta"])
 
 
 def test_resend_is_refused_for_finished_runs_and_expired_documents(

@@ -1,0 +1,189 @@
+"""History: the tenant's runs newest first (filters, pages of `PAGE_SIZE`, outcomes per day
+stacked by status) and one run's story: its times, deliveries, documents, and Resend failed.
+
+Layout only: every read and write is a function of `admin/history.py` on `ui.db()`; each
+`HeraldError` they raise is shown as its one sentence. The run shown is kept in the URL
+(`?run=N`), so a run's story can be linked. Editors and admins get Resend failed; viewers read.
+"""
+
+from __future__ import annotations
+
+import functools
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from admin import history as data
+from admin import history_view as view
+from admin import ui
+from admin.access import ALLOWED, Action, Viewer
+from admin.history_records import RunStory
+from models.base import Channel
+from models.db import session_scope
+from models.errors import HeraldError
+from models.runs import RunStatus
+
+viewer, tenant = ui.current()
+session = ui.db()
+now = view.now()
+zone = ZoneInfo(tenant.timezone)
+can_edit = Action.EDIT in ALLOWED[viewer.roles[tenant.id]]
+state = st.session_state
+
+
+def show(kind: str, sentence: str) -> None:
+    getattr(st, kind)(sentence)
+
+
+def pick(run_id: int | None) -> None:
+    if run_id is None:
+        st.query_params.pop("run", None)
+    else:
+        st.query_params["run"] = str(run_id)
+
+
+def picked_in_table(key: str) -> None:
+    rows = state[key]["selection"]["rows"]
+    ids = state.get(view.TABLE_IDS, [])
+    pick(ids[rows[0]] if rows and rows[0] < len(ids) else None)
+
+
+def close_story() -> None:
+    pick(None)
+    state[view.GRID] = state.get(view.GRID, 0) + 1   # and no row stays highlighted
+
+
+def download(viewer: Viewer, run_id: int, kind: str) -> bytes:
+    """A document's bytes, read only when its button is pressed (on a thread of its own, so
+    with a session of its own)."""
+    with session_scope() as own:
+        return data.document(own, viewer, run_id, kind, now=view.now()).content
+
+
+def story_view(story: RunStory) -> None:
+    with st.container(border=True, key=view.STORY):
+        head, close = st.columns([6, 1], vertical_alignment="bottom")
+        head.subheader(f"Run {story.id}: {story.report_title}")
+        close.button("Close", key=view.CLOSE, on_click=close_story, width="stretch")
+        st.markdown("  \n".join(f"**{label}:** {view.md(value)}"
+                                for label, value in view.story_facts(story, zone)))
+        st.caption(f"Schedule {story.schedule_id}; times in {tenant.timezone} and UTC.")
+        if story.error:
+            st.markdown("**Error**")
+            st.code(story.error, language=None, wrap_lines=True)
+        st.markdown("**Deliveries**")
+        if story.deliveries:
+            st.dataframe(view.deliveries_table(story), hide_index=True,
+                         column_config={"Attempts": st.column_config.NumberColumn(format="%d")})
+        else:
+            st.caption("No deliveries: the run ended before sending.")
+        st.markdown("**Documents**")
+        if not story.documents:
+            st.caption("No documents are kept for this run.")
+        for document in story.documents:
+            if document.expired:
+                st.caption(view.document_text(document))
+                continue
+            st.download_button(f"Download {document.kind.upper()}",
+                               key=f"history_doc_{document.kind}",
+                               data=functools.partial(download, viewer, story.id, document.kind),
+                               file_name=document.filename, mime=document.media_type,
+                               on_click="ignore")
+            st.caption(view.document_text(document))
+        if can_edit and view.can_resend(story):
+            st.caption("Sends the failed deliveries again, and only those, with the run's "
+                       "documents; those already sent are not sent twice.")
+            if st.button("Resend failed", key=view.RESEND, type="primary"):
+                try:
+                    result = data.resend_failed(session, viewer, story.id, now=now)
+                except HeraldError as exc:
+                    session.rollback()
+                    st.error(str(exc))
+                else:
+                    state[view.FLASH] = [view.resend_message(result)]
+                    st.rerun()
+
+
+st.title("History")
+for message in state.pop(view.FLASH, []):
+    show(*message)
+
+try:
+    choices = data.filter_choices(session, viewer, tenant.id)
+except HeraldError as exc:
+    st.error(str(exc))
+    st.stop()
+schedules, reports = dict(choices.schedules), dict(choices.reports)
+for key, known in ((view.SCHEDULE, schedules), (view.REPORT, reports)):
+    if key in state and state[key] is not None and state[key] not in known:
+        state[key] = None   # another tenant's, after switching tenant
+
+# --- the filters -------------------------------------------------------------------------------
+first, second = st.columns(4), st.columns(4)
+# Each filter starts empty ("Any") and can be cleared again.
+first[0].selectbox("Schedule", list(schedules), key=view.SCHEDULE, index=None, placeholder="Any",
+                   format_func=schedules.get)
+first[1].selectbox("Report", list(reports), key=view.REPORT, index=None, placeholder="Any",
+                   format_func=reports.get)
+first[2].selectbox("Status", list(map(str, RunStatus)), key=view.STATUS, index=None,
+                   placeholder="Any")
+first[3].selectbox("Kind", list(data.KINDS), key=view.KIND, index=None, placeholder="Any")
+second[0].selectbox("Channel", list(map(str, Channel)), key=view.CHANNEL, index=None,
+                    placeholder="Any")
+second[1].text_input("Recipient", key=view.RECIPIENT, placeholder="part of an address or chat id")
+second[2].date_input("Days", value=view.default_days(now, zone), key=view.DAYS,
+                     help=f"Days in the tenant's timezone ({tenant.timezone}); clear for all.")
+filters = view.run_filters(state, zone)
+
+try:
+    outcomes = data.outcomes_per_day(session, viewer, tenant.id, filters)
+    starts = view.page_starts(state, filters)
+    page = data.list_runs(session, viewer, tenant.id, filters, after=starts[-1],
+                          limit=view.PAGE_SIZE)
+except HeraldError as exc:
+    st.error(str(exc))
+    st.stop()
+
+# --- outcomes per day, then the runs -----------------------------------------------------------
+if outcomes:
+    with st.container(key=view.CHART):
+        st.altair_chart(view.outcomes_chart(outcomes), height=220)
+if not page.rows:
+    st.info("No runs match these filters." if len(starts) == 1 else "No older runs.")
+else:
+    ids = [r.id for r in page.rows]
+    state[view.TABLE_IDS] = ids
+    key = view.grid_key(starts, filters, state.get(view.GRID, 0))
+    with st.container(key=view.TABLE):
+        st.dataframe(view.runs_table(page.rows, zone), hide_index=True, key=key,
+                     on_select=functools.partial(picked_in_table, key), selection_mode="single-row",
+                     column_config={"Run": st.column_config.NumberColumn(format="%d",
+                                                                         width="small"),
+                                    "Schedule": st.column_config.NumberColumn(format="%d")})
+    first_shown = (len(starts) - 1) * view.PAGE_SIZE + 1
+    st.caption(f"Runs {first_shown}–{first_shown + len(ids) - 1}, newest first; times in "
+               f"{tenant.timezone}. Click a row to see its story.")
+newer, older, back, _ = st.columns([1, 1, 1, 5])
+if newer.button("Newer", key=view.NEWER, disabled=len(starts) == 1, width="stretch"):
+    starts.pop()
+    st.rerun()
+if older.button("Older", key=view.OLDER, disabled=page.next_cursor is None, width="stretch"):
+    starts.append(page.next_cursor)
+    st.rerun()
+if back.button("First page", key=view.FIRST, disabled=len(starts) == 1, width="stretch"):
+    del starts[1:]
+    st.rerun()
+
+# --- the run picked in the table or named in the URL -------------------------------------------
+try:
+    wanted = int(st.query_params.get("run", ""))
+except ValueError:
+    wanted = None
+if wanted is not None:
+    try:
+        story = data.run_story(session, viewer, wanted, now=now)
+    except HeraldError as exc:
+        st.error(str(exc))
+        pick(None)
+    else:
+        story_view(story)
