@@ -122,14 +122,18 @@ def runs_table(rows: Sequence[RunRow], zone: ZoneInfo) -> pd.DataFrame:
                  "Pending", "Attempts", "Error"])
 
 
-def outcomes_chart(outcomes: Sequence[DayOutcome]) -> alt.Chart:
-    """Runs per local day, stacked by status in the fixed status colours."""
+def outcomes_chart(outcomes: Sequence[DayOutcome], days: Sequence[date] | None = None) -> alt.Chart:
+    """Runs per local day, stacked by status in the fixed status colours, over the chosen
+    `days` (first, last) when there are two: a day without runs is a gap, not a wide bar."""
     frame = pd.DataFrame([{"Day": o.day.isoformat(), "Status": o.status, "Runs": o.count}
                           for o in outcomes], columns=["Day", "Status", "Runs"])
     statuses = list(STATUS_COLOURS)
     frame["Order"] = frame["Status"].map(statuses.index)
+    scale = alt.Undefined
+    if days is not None and len(days) == 2:
+        scale = alt.Scale(domain=[days[0].isoformat(), (days[1] + timedelta(days=1)).isoformat()])
     return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("utcyearmonthdate(Day):T", title=None),
+        x=alt.X("utcyearmonthdate(Day):T", title=None, scale=scale),
         y=alt.Y("sum(Runs):Q", title="Runs", stack=True,
                 axis=alt.Axis(tickMinStep=1, format="d")),
         color=alt.Color("Status:N", sort=statuses,

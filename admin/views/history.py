@@ -147,7 +147,7 @@ except HeraldError as exc:
 # --- outcomes per day, then the runs -----------------------------------------------------------
 if outcomes:
     with st.container(key=view.CHART):
-        st.altair_chart(view.outcomes_chart(outcomes), height=220)
+        st.altair_chart(view.outcomes_chart(outcomes, state.get(view.DAYS)), height=220)
 if not page.rows:
     st.info("No runs match these filters." if len(starts) == 1 else "No older runs.")
 else:

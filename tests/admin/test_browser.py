@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -32,8 +33,17 @@ BETA_REPORT = {"slug": "beta-sales", "title": "Beta sales", "sections": [
     {"kind": "kpi", "title": "Videos", "sql": "SELECT count(*) AS value FROM videos"}]}
 
 
+class Admin(NamedTuple):
+    """A running `herald admin`: its address, its mail server, its database and environment."""
+
+    base: str
+    sink: MailSink
+    database_url: str
+    env: dict[str, str]
+
+
 @pytest.fixture
-def admin_url(create_pg_database, tmp_path: Path) -> Iterator[tuple[str, MailSink]]:
+def admin_url(create_pg_database, tmp_path: Path) -> Iterator[Admin]:
     """`herald admin` on a new PostgreSQL database: Acme (an editor, the demo report, one
     schedule) and Beta (a viewer, its own report and schedule); a local mail server."""
     url = create_pg_database()
@@ -73,7 +83,7 @@ def admin_url(create_pg_database, tmp_path: Path) -> Iterator[tuple[str, MailSin
                 time.sleep(0.3)
         else:
             pytest.fail(f"herald admin did not answer on {base} (exit status {server.poll()})")
-        yield base, sink
+        yield Admin(base, sink, url, env)
     finally:
         server.terminate()
         try:
@@ -122,9 +132,9 @@ def choose(page, key: str, text: str) -> None:
 
 
 def test_an_editor_schedules_across_dst_sends_now_and_another_tenant_sees_none_of_it(
-    admin_url: tuple[str, MailSink], browser, tmp_path: Path
+    admin_url: Admin, browser, tmp_path: Path
 ) -> None:
-    base, sink = admin_url
+    base, sink = admin_url.base, admin_url.sink
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, timezone_id="Europe/Berlin")
     page.set_default_timeout(30_000)
 
