@@ -8,8 +8,9 @@ PYTEST_ARGS ?=
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
 
+# The whole herald in one process until Ctrl-C; e.g. DEMO_ARGS=--reset starts over.
 demo: install
-	herald demo
+	$(PYTHON) -m herald demo $(DEMO_ARGS)
 
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

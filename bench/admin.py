@@ -187,13 +187,13 @@ def _bench_preview(directory: Path, renders: int) -> dict[str, float]:
     get_settings.cache_clear()
     from admin.access import load_viewer
     from admin.reports import page_images, preview_report
-    from herald.demo import run_demo
+    from herald.demo import new_login, seed_demo
     from jobs.pipeline import export_report
     from models.base import Format
     from models.catalog import add_user, get_report, get_tenant
     from models.db import session_scope, utcnow
 
-    run_demo(directory)
+    seed_demo(directory, new_login({}), utcnow())
     with session_scope() as session:
         tenant = get_tenant(session, "demo")
         report_id = get_report(session, tenant, "video-performance").id

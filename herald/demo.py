@@ -1,19 +1,53 @@
-"""`herald demo`: an embedded herald on SQLite files, seeded with a tenant, its data
-source, a report and schedules, so every part can be tried without services."""
+"""The demo's data: a tenant with its own SQLite data source, the video-performance report,
+schedules (two fire every minute: PDF and CSV by e-mail, the PDF to a Telegram chat) and a
+login for the admin. `herald/demo_run.py` runs herald on it.
+
+Everything lives in one directory, so `--reset` (or deleting the directory) starts over.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import secrets
+import shutil
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlmodel import Session
+
+from herald.inbox import MAIL_DIR, TELEGRAM_DIR
 from models import catalog, migrate, scheduling
-from models.db import session_scope, utcnow
+from models.db import get_engine, session_scope
 from models.definition import load_definition
+from models.errors import InvalidInput
 
 DEMO_REPORT = Path(__file__).with_name("demo_files") / "video-performance.yaml"
 PLATFORMS = ("tiktok", "youtube", "instagram", "vk")
+CONTROL_DB = "herald-demo.db"          # herald's own tables: schedules, runs, users, ...
+DATASOURCE_DB = "herald-demo-data.db"  # the tenant's data, which its reports query
+LOGIN_FILE = "herald-demo-login.json"  # the demo login, printed at every start
+DEFAULT_EMAIL = "demo@example.com"
+TEAM_EMAIL = "team@example.com"
+TELEGRAM_CHAT = "123456789"
+MIN_PASSWORD = 8
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """The admin login the demo creates: an admin of the demo tenant."""
+
+    email: str
+    password: str | None    # None: read back from a demo whose password was not written down
+    from_environment: bool  # HERALD_DEMO_PASSWORD, which is never written to the directory
+
+
+def control_url(directory: Path) -> str:
+    return f"sqlite:///{Path(directory) / CONTROL_DB}"
 
 
 def write_demo_datasource(path: Path, rows: int = 500, seed: int = 7) -> None:
@@ -34,27 +68,82 @@ def write_demo_datasource(path: Path, rows: int = 500, seed: int = 7) -> None:
              views // rng.randint(100, 400), views // rng.randint(200, 900))
             for i in range(rows)
         ])
+    db.close()
 
 
-def run_demo(directory: Path) -> list[dict]:
-    """Create (or recreate) the demo databases in `directory`; returns the schedules."""
+def new_login(environ: Mapping[str, str]) -> DemoLogin:
+    """HERALD_DEMO_EMAIL and HERALD_DEMO_PASSWORD when set, else demo@example.com with a
+    generated password (kept in the demo directory, so every start prints the same one)."""
+    email = environ.get("HERALD_DEMO_EMAIL") or DEFAULT_EMAIL
+    password = environ.get("HERALD_DEMO_PASSWORD")
+    if password is None:
+        return DemoLogin(email, secrets.token_urlsafe(12), from_environment=False)
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"HERALD_DEMO_PASSWORD is shorter than {MIN_PASSWORD} characters; "
+                           f"choose a longer one.")
+    return DemoLogin(email, password, from_environment=True)
+
+
+def stored_login(directory: Path) -> DemoLogin | None:
+    """The login the demo in `directory` was created with, if it says."""
+    try:
+        data = json.loads((Path(directory) / LOGIN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    password = data.get("password")
+    return DemoLogin(data["email"], password, from_environment=password is None)
+
+
+def clear_demo(directory: Path) -> None:
+    """Delete what an earlier demo left in `directory`: its history, data and captured messages."""
+    directory = Path(directory)
+    get_engine(control_url(directory)).dispose()
+    for name in (CONTROL_DB, f"{CONTROL_DB}-wal", f"{CONTROL_DB}-shm", DATASOURCE_DB, LOGIN_FILE):
+        (directory / name).unlink(missing_ok=True)
+    for name in (MAIL_DIR, TELEGRAM_DIR):
+        shutil.rmtree(directory / name, ignore_errors=True)
+
+
+def seed_demo(directory: Path, login: DemoLogin, now: datetime) -> None:
+    """Create the demo in an empty `directory`: herald's tables, the tenant and its data
+    source, the report, its schedules and the login (the password written only if generated)."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    control = directory / "herald-demo.db"
-    control.unlink(missing_ok=True)
-    datasource = directory / "herald-demo-data.db"
+    datasource = directory / DATASOURCE_DB
     write_demo_datasource(datasource)
-    url = f"sqlite:///{control}"
+    url = control_url(directory)
     migrate.upgrade(url)
     with session_scope(url) as session:
         tenant = catalog.add_tenant(session, "demo", "Demo Media", "Europe/Moscow",
-                                    f"sqlite:///{datasource}", emails=["team@example.com"])
+                                    f"sqlite:///{datasource}", emails=[TEAM_EMAIL])
         catalog.save_report(session, tenant, load_definition(DEMO_REPORT))
-        now = utcnow()
-        created = [
-            scheduling.add_schedule(session, tenant, "video-performance", now=now, cadence="daily",
-                                    at="09:00", formats=["pdf", "csv"]),
-            scheduling.add_schedule(session, tenant, "video-performance", now=now,
-                                    cron_expr="30 2 * * *", timezone="America/New_York",
-                                    formats=["csv"], chats=["123456789"]),
-        ]
-        return [scheduling.schedule_to_dict(session, s) for s in created]
+        report = "video-performance"
+        scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
+                                formats=["pdf", "csv"], emails=[TEAM_EMAIL])
+        scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
+                                formats=["pdf"], chats=[TELEGRAM_CHAT])
+        scheduling.add_schedule(session, tenant, report, now=now, cadence="daily", at="09:00",
+                                formats=["pdf", "csv"])  # to the tenant's fallback address
+        catalog.add_user(session, login.email, tenant, "admin", login.password)
+    _write_login(directory / LOGIN_FILE, login)
+
+
+def describe_schedules(session: Session) -> list[str]:
+    """One line per schedule of the demo tenant: what it sends, when, to whom, and next when."""
+    lines = []
+    for schedule in scheduling.list_schedules(session, catalog.get_tenant(session, "demo")):
+        row = scheduling.schedule_to_dict(session, schedule)
+        who = ", ".join(f"{r['channel']} {r['address']}" for r in row["recipients"])
+        state = f"next {row['next_run_at']}" if row["active"] else "paused"
+        lines.append(f"schedule {row['id']}: {row['report']} {'+'.join(row['formats'])} "
+                     f"{row['description']} ({row['timezone']}) to "
+                     f"{who or 'the tenant-wide address ' + TEAM_EMAIL}; {state}")
+    return lines
+
+
+def _write_login(path: Path, login: DemoLogin) -> None:
+    """Readable by this user only: it may hold the generated password."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        json.dump({"email": login.email,
+                   "password": None if login.from_environment else login.password}, out)

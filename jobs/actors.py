@@ -33,7 +33,13 @@ def dispatch_runs(runs: Sequence[QueuedRun]) -> None:
         for run_id, _tenant_id in runs:
             pipeline.run_pipeline(run_id)
         return
-    shards = settings.shards
+    enqueue_runs(runs)
+
+
+def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
+    """Send each run's query stage to its tenant's shard queue on the installed broker, whatever
+    it is: `herald demo` runs Dramatiq workers on the in-process broker and enqueues this way."""
+    shards = get_settings().shards
     broker = dramatiq.get_broker()
     messages = [query_stage.message(run_id).copy(queue_name=query_queue(shard_for(tenant_id, shards)))
                 for run_id, tenant_id in runs]

@@ -106,16 +106,20 @@ def _describe_grant(data: dict) -> str:
 
 
 def demo(
-    directory: Annotated[Path, typer.Option(help="Where the demo's SQLite files go.")] = Path("."),
+    directory: Annotated[Path, typer.Option(
+        help="Where the demo keeps its SQLite files and the messages it captured.")] = Path("herald-demo"),
+    reset: Annotated[bool, typer.Option(
+        "--reset", help="Start over: delete the demo's history and captured messages first.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The admin's port.")] = 8501,
+    smtp_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="The local SMTP server's port (0: any free port).")] = 0,
+    telegram_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="The stand-in Telegram Bot API's port (0: any free port).")] = 0,
+    admin: Annotated[bool, typer.Option("--admin/--no-admin", help="Start the admin.")] = True,
 ) -> None:
-    """Set up an embedded herald on SQLite files in DIRECTORY and show what it will send."""
-    from herald.demo import run_demo
+    """Run the whole herald in this process on SQLite files in DIRECTORY until Ctrl-C: workers,
+    the minute tick, a local SMTP server and Telegram stand-in that keep what they receive, and
+    the admin. A report is delivered every minute; running it again keeps the history."""
+    from herald.demo_run import DemoOptions, run_demo
 
-    schedules = run_demo(directory)
-    typer.echo(f"demo control database: {directory / 'herald-demo.db'}")
-    for row in schedules:
-        who = ", ".join(r["address"] for r in row["recipients"]) or "the tenant's fallback recipients"
-        typer.echo(f"schedule {row['id']}: {row['report']} {'+'.join(row['formats'])} "
-                   f"{row['description']} ({row['timezone']}) to {who}; next {row['next_run_at']}")
-    typer.echo(f"try: DATABASE_URL=sqlite:///{directory / 'herald-demo.db'} "
-               f"herald schedule list --tenant demo")
+    run_demo(DemoOptions(directory, reset, port, smtp_port, telegram_port, admin), say=typer.echo)
