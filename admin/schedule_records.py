@@ -37,6 +37,10 @@ class ScheduleRow(NamedTuple):
     channels: tuple[str, ...]
     subject: str | None
     paused: bool
+    last_run_local: datetime | None = None  # the newest run's slot in the schedule's zone
+    outcomes: tuple[str, ...] = ()          # the last 10 runs' statuses (no tests), oldest first
+    paused_reason: str | None = None        # why herald paused it (its runs kept failing)
+    paused_at: datetime | None = None
 
 
 @dataclass(frozen=True)

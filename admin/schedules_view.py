@@ -78,16 +78,50 @@ def sort_rows(rows: Sequence[ScheduleRow], by: str) -> list[ScheduleRow]:
     return sorted(rows, key=lambda r: r.id)
 
 
+# The "Last 10" strip: one mark per run, oldest first; anything else (queued, running) is ❔.
+OUTCOME_MARKS = {"success": "🟢", "partial": "🟠", "failed": "🔴", "missed": "⚪"}
+OTHER_MARK = "❔"
+STRIP_LEGEND = ("Last 10: the last ten runs (test sends aside), oldest first: 🟢 success · "
+                "🟠 partial · 🔴 failed · ⚪ missed · ❔ queued, running or other. "
+                "⚠ marks a schedule that is failing, flagged invalid or paused by herald.")
+
+
+def strip(outcomes: Sequence[str]) -> str:
+    """The last runs' outcomes as marks, e.g. '🟢🟢🔴🔴🔴'."""
+    return "".join(OUTCOME_MARKS.get(o, OTHER_MARK) for o in outcomes)
+
+
+def needs_attention(row: ScheduleRow) -> bool:
+    """Failing, flagged (a cron or timezone that no longer plans) or paused by herald."""
+    return row.last_status in ("failed", "invalid") or row.paused_reason is not None
+
+
 def table(rows: Sequence[ScheduleRow]) -> pd.DataFrame:
     """The schedules table, one row per schedule, in the order given."""
     return pd.DataFrame(
-        [{"Id": r.id, "Report": r.report_title, "Schedule": r.description or f"{r.cron} (no longer valid)",
+        [{"⚠": "⚠" if needs_attention(r) else "", "Id": r.id, "Report": r.report_title,
+          "Schedule": r.description or f"{r.cron} (no longer valid)",
           "Timezone": r.timezone, "Next fire": when(r.next_run_local),
-          "Last status": r.last_status or NOT_RUN, "Last error": r.last_error or "",
+          "Last fired": when(r.last_run_local), "Last status": r.last_status or NOT_RUN,
+          "Last 10": strip(r.outcomes), "Last error": r.last_error or "",
           "Recipients": r.recipients_text, "Formats": ", ".join(r.formats), "Paused": r.paused}
          for r in rows],
-        columns=["Id", "Report", "Schedule", "Timezone", "Next fire", "Last status", "Last error",
-                 "Recipients", "Formats", "Paused"])
+        columns=["⚠", "Id", "Report", "Schedule", "Timezone", "Next fire", "Last fired",
+                 "Last status", "Last 10", "Last error", "Recipients", "Formats", "Paused"])
+
+
+def highlighted(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """The table with the rows that need attention tinted red."""
+    tint = "background-color: rgba(255, 75, 75, 0.12)"
+    return frame.style.apply(lambda row: [tint if row["⚠"] else ""] * len(row), axis=1)
+
+
+def paused_by_herald(row: ScheduleRow) -> str:
+    """What the picked schedule's warning says, e.g. 'Paused automatically after 3 failed runs
+    in a row; the last error: …. Paused Mon 02 Mar 2026 10:00 CET.'"""
+    if row.paused_at is None:
+        return row.paused_reason or ""
+    return f"{row.paused_reason} Paused {when(row.paused_at.astimezone(viewer_zone(row.timezone)))}."
 
 
 class Grid(NamedTuple):

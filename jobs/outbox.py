@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from jobs.autopause import pause_if_failing
 from models.db import session_scope, utcnow
 from models.runs import ReportRun, RunStatus, transition
 from models.schedules import Schedule
@@ -113,6 +114,7 @@ def record_end(session: Session, run: ReportRun, status: RunStatus, now: datetim
     if newest and not run.test:
         schedule.last_status, schedule.last_error = status.value, error
     log.info("run %s finished: %s%s", run.id, status, f" ({error})" if error else "")
+    pause_if_failing(session, run, now)  # HERALD_AUTOPAUSE_AFTER FAILED in a row: paused
 
 
 def finish_run(run_id: int, status: RunStatus, now: datetime, error: str | None = None) -> None:

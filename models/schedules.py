@@ -36,6 +36,9 @@ class Schedule(SQLModel, table=True):
     last_fired_at: datetime | None = timestamp()
     last_status: str | None = Field(default=None, max_length=16)
     last_error: str | None = Field(default=None, sa_type=RedactedText)
+    # Why herald paused the schedule itself (its runs kept failing), and when; cleared on resume.
+    paused_reason: str | None = Field(default=None, sa_type=RedactedText)
+    paused_at: datetime | None = timestamp()
     misfire_grace_seconds: int = Field(default=3600)
     created_by: str | None = Field(default=None, max_length=320)
     created_at: datetime = created_at()

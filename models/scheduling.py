@@ -78,6 +78,8 @@ def update_schedule(
     replans = (fields.cron, fields.timezone) != (schedule.cron, schedule.timezone)
     if active and (replans or not schedule.active):
         schedule.next_run_at = cron.next_fire(fields.cron, fields.timezone, now)
+    if active:  # resumed by the form: why it was paused no longer holds
+        schedule.paused_reason = schedule.paused_at = None
     schedule.report_id, schedule.cron, schedule.cadence = fields.report.id, fields.cron, fields.cadence
     schedule.at_time, schedule.timezone, schedule.formats = fields.at, fields.timezone, fields.formats
     schedule.channels, schedule.subject, schedule.params = fields.channels, fields.subject, fields.params
@@ -125,18 +127,24 @@ def get_schedule(session: Session, schedule_id: int) -> Schedule:
 
 
 def set_active(session: Session, schedule_id: int, active: bool, now: datetime,
-               actor: str = SYSTEM) -> Schedule:
-    """Pause or resume. Resuming plans from `now`: a paused schedule does not catch up."""
+               actor: str = SYSTEM, reason: str | None = None) -> Schedule:
+    """Pause or resume. Resuming plans from `now`: a paused schedule does not catch up, and
+    forgets why it was paused. `reason` says why herald paused it (see `jobs.autopause`)."""
     schedule = get_schedule(session, schedule_id)
     if active == schedule.active:
         return schedule
+    reason = None if active else reason  # a running schedule has no pause reason
+    changes: dict[str, list[Any]] = {"paused": [active, not active]}
     if active:
         schedule.next_run_at = cron.next_fire(schedule.cron, schedule.timezone, now)
+    if schedule.paused_reason != reason:
+        changes["paused_reason"] = [schedule.paused_reason, reason]
+    schedule.paused_reason, schedule.paused_at = reason, now if reason else None
     schedule.active = active
     schedule.updated_at = now
     session.flush()
     record_change(session, schedule.tenant_id, "schedule", schedule.id,
-                  "resumed" if active else "paused", actor, {"paused": [active, not active]})
+                  "resumed" if active else "paused", actor, changes)
     return schedule
 
 
@@ -179,7 +187,8 @@ def schedule_to_dict(session: Session, schedule: Schedule) -> dict[str, Any]:
         "params": schedule.params,
         "active": schedule.active, "next_run_at": iso(schedule.next_run_at),
         "last_fired_at": iso(schedule.last_fired_at), "last_status": schedule.last_status,
-        "last_error": schedule.last_error,
+        "last_error": schedule.last_error, "paused_reason": schedule.paused_reason,
+        "paused_at": iso(schedule.paused_at),
         "recipients": [{"channel": r.channel, "address": r.address}
                        for r in schedule_recipients(session, schedule.id)],
     }

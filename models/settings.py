@@ -105,10 +105,28 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("HERALD_DELIVERY_BACKOFF_MAX_SECONDS")
     )
+    # A schedule whose last N scheduled or manual runs all FAILED is paused and its tenant's
+    # admins are e-mailed (0: never). 3, because one failure is a blip and two can be one outage
+    # across two slots, while a third in a row is a broken report or data source that would
+    # otherwise fail at every slot until somebody looks.
+    autopause_after: int = Field(3, ge=0, le=1000, validation_alias=_env("HERALD_AUTOPAUSE_AFTER"))
+    # `herald health` and the admin's Health page: a tick older than this is a problem (periodiq
+    # ticks every minute; a few lost triggers are normal), and so is a channel failing this share
+    # of its deliveries over 24 hours.
+    health_tick_late_seconds: int = Field(
+        300, ge=60, validation_alias=_env("HERALD_HEALTH_TICK_LATE_SECONDS"))
+    health_failure_rate: float = Field(
+        0.2, gt=0, le=1, validation_alias=_env("HERALD_HEALTH_FAILURE_RATE"))
     # An admin session with no interaction for this long is logged out.
     admin_idle_minutes: int = Field(
         30, ge=1, le=24 * 60, validation_alias=_env("HERALD_ADMIN_IDLE_MINUTES")
     )
+    # Log lines as text for people, or one JSON object per line for a log collector.
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("HERALD_LOG_FORMAT"))
+    # The level of herald's own loggers ("herald.*"); libraries keep theirs.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL",
+                       "debug", "info", "warning", "error", "critical"] = Field(
+        "INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
 
     @field_validator("database_url")
     @classmethod

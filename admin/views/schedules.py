@@ -18,6 +18,7 @@ from admin import cron_helper, ui
 from admin import schedules as data
 from admin import schedules_view as view
 from admin.access import ALLOWED, Action
+from admin.schedule_records import SentRun
 from models.errors import HeraldError
 
 viewer, tenant = ui.current()
@@ -40,6 +41,13 @@ def failed(exc: HeraldError) -> NoReturn:
     """A refused action: nothing of it is written; its sentence shows after the rerun."""
     session.rollback()
     flash("error", str(exc))
+    st.rerun()
+
+
+def flash_sent(sent: SentRun) -> NoReturn:
+    """Say what became of the run a send created, after the rerun."""
+    runs = data.schedule_history(session, viewer, sent.schedule_id, limit=5).runs
+    flash(*view.sent_message(sent, next((r["error"] for r in runs if r["id"] == sent.run_id), None)))
     st.rerun()
 
 
@@ -93,6 +101,9 @@ except ValueError:
 if selected not in by_id:  # none, gone, or not this tenant's
     selected = None
     pick(None)
+if halted := [r for r in rows if r.paused_reason and r.id != selected]:
+    st.warning("Paused by herald after failing in a row: " + ", ".join(
+        f"#{r.id} {r.report_title}" for r in halted) + ". Pick one to see why and resume it.")
 
 # --- the table ---------------------------------------------------------------------------------
 text_col, status_col, sort_col, paused_col = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
@@ -112,13 +123,14 @@ if not rows:
     st.info("No schedules yet." + (" Press New schedule to add one." if can_edit else ""))
 else:
     with st.container(key="schedules_table"):
-        st.dataframe(view.table(shown), hide_index=True, key=grid.key,
+        st.dataframe(view.highlighted(view.table(shown)), hide_index=True, key=grid.key,
                      on_select=functools.partial(picked_in_table, grid.key),
                      selection_mode="single-row", selection_default=grid.default,
-                     column_config={"Id": st.column_config.NumberColumn(format="%d", width="small"),
+                     column_config={"⚠": st.column_config.TextColumn(width=32),
+                                    "Id": st.column_config.NumberColumn(format="%d", width="small"),
                                     "Paused": st.column_config.CheckboxColumn()})
     st.caption(f"{len(shown)} of {len(rows)} schedules. Click a row, or pick one below; "
-               f"click a column header to sort by it.")
+               f"click a column header to sort by it. {view.STRIP_LEGEND}")
 
 pick_col, new_col = st.columns([4, 1], vertical_alignment="bottom")
 options = [None, *shown_ids] + ([selected] if selected and selected not in shown_ids else [])
@@ -250,13 +262,17 @@ if selected is not None:
     st.caption(f"{row.description or row.cron} ({row.timezone}) · "
                + ("paused" if row.paused else f"next {view.when(row.next_run_local)}")
                + f" · to {row.recipients_text}")
+    if row.paused_reason:  # herald paused it: why, with the Resume button right below
+        st.warning(view.paused_by_herald(row) + (" Fix the cause, then press Resume." if can_edit
+                                                 else " An editor or admin of the tenant can resume it."))
 
     if can_edit:
         edit_col, pause_col, send_col, delete_col, _ = st.columns([1, 1, 1, 1, 3])
         if edit_col.button("Edit", key="schedule_edit", width="stretch"):
             open_form(row.id)
         toggle = "Resume" if row.paused else "Pause"
-        if pause_col.button(toggle, key=f"schedule_{toggle.lower()}", width="stretch"):
+        if pause_col.button(toggle, key=f"schedule_{toggle.lower()}", width="stretch",
+                            type="primary" if row.paused_reason else "secondary"):
             try:
                 (data.resume if row.paused else data.pause)(session, viewer, row.id, now=now)
             except HeraldError as exc:
@@ -268,10 +284,7 @@ if selected is not None:
                 sent = data.send_now(session, viewer, row.id, now=now)
             except HeraldError as exc:
                 failed(exc)
-            runs = data.schedule_history(session, viewer, row.id, limit=5).runs
-            flash(*view.sent_message(sent, next((r["error"] for r in runs if r["id"] == sent.run_id),
-                                                None)))
-            st.rerun()
+            flash_sent(sent)
         if delete_col.button("Delete", key="schedule_delete", width="stretch"):
             st.session_state[view.CONFIRM_DELETE] = row.id
 
@@ -306,10 +319,7 @@ if selected is not None:
                                           emails=view.lines(test_emails), chats=view.lines(test_chats))
                 except HeraldError as exc:
                     failed(exc)
-                runs = data.schedule_history(session, viewer, row.id, limit=5).runs
-                flash(*view.sent_message(sent, next((r["error"] for r in runs
-                                                     if r["id"] == sent.run_id), None)))
-                st.rerun()
+                flash_sent(sent)
 
     try:
         history = data.schedule_history(session, viewer, row.id)

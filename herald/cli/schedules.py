@@ -65,6 +65,8 @@ def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
         state = "active" if row["active"] else "paused"
         typer.echo(f"{row['id']:>5}  {row['report']:<24} {row['cron']:<18} {row['timezone']:<20} "
                    f"{state:<7} next {row['next_run_at'] or '-'}  last {row['last_status'] or '-'}")
+        if row["paused_reason"]:  # herald paused it: say why under its line
+            typer.echo(f"       {row['paused_reason']}")
 
 
 def _set_active(schedule_id: int, active: bool) -> None:

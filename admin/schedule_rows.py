@@ -1,0 +1,147 @@
+"""The schedules table's rows: built from plain column rows (not ORM objects), each with the
+schedule's recipients as delivery plans them and its last runs' outcomes.
+
+`admin.schedules.list_schedules` reads the columns in a few queries for all of a tenant's
+schedules and hands each row here; nothing in this module checks access.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from admin.schedule_records import Recipient, ScheduleRow
+from models import cron, schedule_fields
+from models.db import UTCDateTime
+from models.errors import InvalidInput
+from models.reports import Report
+from models.runs import ReportRun
+from models.schedules import Schedule
+
+RECENT = 10  # outcomes in the table's "Last 10" strip
+RUNS = ReportRun.__table__
+# What a table row needs of a schedule (a Schedule or a row of these columns will do).
+ROW_COLUMNS = ("id", "report_id", "cron", "timezone", "active", "next_run_at", "last_status",
+               "last_error", "last_fired_at", "formats", "channels", "subject", "paused_reason",
+               "paused_at")
+
+
+class Recent(NamedTuple):
+    """A schedule's last runs (no tests): the newest one's slot, and their statuses oldest first."""
+
+    last_slot: datetime
+    outcomes: tuple[str, ...]
+
+
+def recent_runs(session: Session, tenant_id: int, schedule_id: int | None = None) -> dict[int, Recent]:
+    """The last `RECENT` scheduled and manual runs (no tests) of each of the tenant's live
+    schedules (or of one) that ran, in one query.
+
+    On PostgreSQL each schedule's runs are read newest first from the (schedule, slot) index
+    and the read stops after `RECENT` (a LATERAL join), so the cost does not grow with the
+    history; SQLite ranks the runs with ROW_NUMBER instead.
+    """
+    schedules = Schedule.__table__
+    where = [schedules.c.tenant_id == tenant_id, schedules.c.deleted_at.is_(None)]
+    if schedule_id is not None:
+        where.append(schedules.c.id == schedule_id)
+    newest_first = (RUNS.c.scheduled_for.desc(), RUNS.c.id.desc())
+    if session.get_bind().dialect.name == "postgresql":
+        last = (sa.select(RUNS.c.status, RUNS.c.scheduled_for)
+                .where(RUNS.c.schedule_id == schedules.c.id, RUNS.c.test.is_(False))
+                .order_by(*newest_first).limit(RECENT).lateral("last"))
+        rows = session.execute(sa.select(schedules.c.id, last.c.status, last.c.scheduled_for)
+                               .select_from(schedules.join(last, sa.true())).where(*where))
+    else:
+        ranked = sa.select(RUNS.c.schedule_id, RUNS.c.scheduled_for, RUNS.c.status,
+                           sa.func.row_number().over(partition_by=RUNS.c.schedule_id,
+                                                     order_by=newest_first).label("n")
+                           ).where(RUNS.c.test.is_(False), RUNS.c.schedule_id.in_(
+                               sa.select(schedules.c.id).where(*where))).subquery()
+        rows = session.execute(sa.select(ranked.c.schedule_id, ranked.c.status,
+                                         sa.type_coerce(ranked.c.scheduled_for, UTCDateTime))
+                               .where(ranked.c.n <= RECENT).order_by(ranked.c.schedule_id, ranked.c.n))
+    newest: dict[int, datetime] = {}
+    outcomes: dict[int, list[str]] = defaultdict(list)
+    for sid, status, slot in rows:   # newest first within each schedule
+        outcomes[sid].append(status)
+        newest.setdefault(sid, slot)
+    return {sid: Recent(newest[sid], tuple(reversed(statuses))) for sid, statuses in outcomes.items()}
+
+
+def recipients_for(channels: Sequence[str], own: Sequence[Recipient],
+                   fallback: Sequence[Recipient]) -> list[Recipient]:
+    """Per channel the schedule sends on: its own recipients, else the tenant's (as delivery
+    plans them)."""
+    chosen: list[Recipient] = []
+    for channel in channels:
+        mine = [r for r in own if r.channel == channel]
+        chosen += mine or [r for r in fallback if r.channel == channel]
+    return chosen
+
+
+def recipients_text(recipients: Sequence[Recipient]) -> str:
+    own = [r.address for r in recipients if not r.fallback]
+    theirs = [r.address for r in recipients if r.fallback]
+    parts = ([", ".join(own)] if own else []) + (["tenant fallback: " + ", ".join(theirs)] if theirs else [])
+    return "; ".join(parts) or "nobody: no recipients on its channels and no tenant fallback"
+
+
+def _as_tuple(value: Sequence[str] | str) -> tuple[str, ...]:
+    """A JSON list column as a tuple, whether loaded (a list) or read as its text."""
+    return _decoded(value) if isinstance(value, str) else tuple(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+@functools.lru_cache(maxsize=512)
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return cron.parse_timezone(name)
+    except InvalidInput:
+        return None
+
+
+def table_row(schedule: Schedule, report: Report, own: Sequence[Recipient],
+              fallback: Sequence[Recipient], recent: Recent | None = None,
+              memo: dict | None = None) -> ScheduleRow:
+    """One table row. `memo` keeps, across the rows of one listing, what schedules without
+    recipients of their own share: the tenant's recipients on the same channels."""
+    channels = _as_tuple(schedule.channels)
+    if own or memo is None:
+        recipients = tuple(recipients_for(channels, own, fallback))
+        text = recipients_text(recipients)
+    elif channels in memo:
+        recipients, text = memo[channels]
+    else:
+        recipients = tuple(recipients_for(channels, own, fallback))
+        text = recipients_text(recipients)
+        memo[channels] = recipients, text
+    zone = _zone_or_none(schedule.timezone)  # a stored zone that no longer exists: the tick flags it
+    next_utc = schedule.next_run_at if schedule.active else None
+    next_local = next_utc.astimezone(zone) if next_utc and zone else None
+    # The newest run's slot in the schedule's zone (in UTC if the zone no longer exists).
+    last_run = recent.last_slot if recent else None
+    last_local = last_run.astimezone(zone) if last_run and zone else last_run
+    return ScheduleRow(
+        id=schedule.id, report_slug=report.slug, report_title=report.title, cron=schedule.cron,
+        description=schedule_fields.describe_or_none(schedule.cron), timezone=schedule.timezone,
+        next_run_local=next_local, next_run_utc=next_utc, last_status=schedule.last_status,
+        last_error=schedule.last_error, last_fired_at=schedule.last_fired_at,
+        recipients=recipients, recipients_text=text,
+        formats=_as_tuple(schedule.formats), channels=channels,
+        subject=schedule.subject, paused=not schedule.active,
+        last_run_local=last_local,
+        outcomes=recent.outcomes if recent else (),
+        paused_reason=schedule.paused_reason, paused_at=schedule.paused_at)
