@@ -1,9 +1,23 @@
 """The one place the Dramatiq broker is built: Redis, RabbitMQ, or in-process.
 
 Imported by `jobs/__init__.py` before any actor module, as Dramatiq requires.
+
+A real broker (Redis, RabbitMQ) gets dramatiq's Prometheus middleware. How dramatiq 2
+sets it up: every worker process writes prometheus_client's multiprocess files into one
+directory, `dramatiq_prom_db` (default `$TMPDIR/dramatiq-prometheus`; created when the
+middleware module is imported, never emptied by dramatiq, so give each deployment its
+own and clear it when the service starts); the middleware points PROMETHEUS_MULTIPROC_DIR
+there only at process boot, after this package is imported. The `dramatiq` command then
+forks one extra process that serves every worker's figures, summed, on
+`dramatiq_prom_host`:`dramatiq_prom_port` (0.0.0.0:9191). `periodiq` serves nothing.
+prometheus_client picks its storage when it is first imported, so the directory is set
+here, before `jobs.metrics` is: herald's counters and histograms then land in the same
+files and the same exposition.
 """
 
 from __future__ import annotations
+
+import os
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -34,10 +48,25 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker = RedisBroker(url=url, namespace=settings.redis_namespace,
                              heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS,
                              maintenance_chance=REDIS_MAINTENANCE_CHANCE)
+    if url is not None:
+        broker.add_middleware(worker_metrics())
     broker.add_middleware(PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY_S))
     for shard in settings.shards:
         broker.declare_queue(query_queue(shard))
     return broker
+
+
+def worker_metrics() -> Middleware:
+    """dramatiq's Prometheus middleware, with herald's metrics sent to the same directory.
+
+    Only worker processes boot it (`after_process_boot`); a process that only enqueues
+    (periodiq, the CLI, the admin) carries it unused.
+    """
+    from dramatiq.middleware.prometheus import DB_PATH, Prometheus
+
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+        os.environ[name] = DB_PATH  # as the middleware sets them, only earlier
+    return Prometheus()
 
 
 def install_broker(settings: Settings, extra: list[Middleware] | None = None) -> dramatiq.Broker:

@@ -22,6 +22,7 @@ from sqlmodel import select
 
 from delivery import CHANNELS, DeliveryError, Letter, Sender
 from delivery.fit import Zipper
+from jobs import metrics
 from jobs.delivery_rows import (
     DELIVERIES,
     Claimed,
@@ -121,7 +122,8 @@ def _send_batch(batch: list[Claimed], channel: Channel, sender: Sender, letter: 
         started = time.perf_counter()
         try:
             touch()
-            provider_id = sender.send(d.id, d.recipient, letter, d.parts, touch, part_sent)
+            with metrics.SEND_SECONDS.labels(channel.value).time():
+                provider_id = sender.send(d.id, d.recipient, letter, d.parts, touch, part_sent)
         except DeliveryError as exc:
             log.warning("run %s: %s to %s failed: %s", letter.run_id, channel, d.recipient, exc)
             stamper.put(outcome_stamp(d, exc, None, started, settings))

@@ -2,8 +2,10 @@
 
 Rows move PENDING -> SENT | FAILED (`models.runs.DELIVERY_MOVES`); every move here
 is a conditional UPDATE on `status = 'pending'`, so a row already stamped by
-another worker is never moved again. A worker holds rows it is sending under a
-short lease; a transient failure sets the lease to the time of the next attempt.
+another worker is never moved again; only the rows it did move are announced
+(`models.runs.note_changes`: one log line each, counted by the metrics). A worker
+holds rows it is sending under a short lease; a transient failure sets the lease to the
+time of the next attempt.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlmodel import Session, select
 from delivery import DeliveryError
 from models.base import Channel
 from models.db import insert_ignoring_conflicts, session_scope, utcnow
-from models.runs import Delivery, DeliveryStatus, ReportRun
+from models.runs import Delivery, DeliveryStatus, ReportRun, delivery_change, note_changes
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import Settings
 from models.tenancy import TenantRecipient
@@ -69,6 +71,8 @@ def reopen_failed(session: Session, run_id: int) -> list[tuple[Channel, str]]:
         .values(status=DeliveryStatus.PENDING, error=None, finished_at=None, duration_ms=None,
                 lease_expires_at=None)
         .returning(DELIVERIES.c.id, DELIVERIES.c.channel, DELIVERIES.c.recipient)).all()
+    note_changes(session, [delivery_change(r.id, run_id, r.channel, DeliveryStatus.FAILED,
+                                           DeliveryStatus.PENDING) for r in sorted(rows)])
     return [(Channel(r.channel), r.recipient) for r in sorted(rows)]
 
 
@@ -119,7 +123,8 @@ _STAMP = (DELIVERIES.update()
           .where(DELIVERIES.c.id == sa.bindparam("b_id"), DELIVERIES.c.status == DeliveryStatus.PENDING)
           .values(status=sa.bindparam("b_status"), provider_message_id=sa.bindparam("b_provider"),
                   error=sa.bindparam("b_error"), finished_at=sa.bindparam("b_finished"),
-                  duration_ms=sa.bindparam("b_ms"), lease_expires_at=sa.bindparam("b_lease")))
+                  duration_ms=sa.bindparam("b_ms"), lease_expires_at=sa.bindparam("b_lease"))
+          .returning(DELIVERIES.c.id, DELIVERIES.c.run_id, DELIVERIES.c.channel, DELIVERIES.c.status))
 
 
 class Stamper:
@@ -157,7 +162,7 @@ class Stamper:
             try:
                 if stamps:
                     with session_scope() as session:
-                        session.execute(_STAMP, stamps)
+                        _write_stamps(session, stamps)
             except BaseException as exc:  # noqa: BLE001 - handed to the send loop by flush()
                 self._error = exc
             finally:
@@ -165,6 +170,14 @@ class Stamper:
                     self._queue.task_done()
             if len(stamps) < len(batch):
                 return
+
+
+def _write_stamps(session: Session, stamps: list[dict[str, Any]]) -> None:
+    """One UPDATE per stamp (not executemany), so each row actually moved to sent or failed is
+    known and announced once, and a row another worker had already stamped is not."""
+    moved = [session.execute(_STAMP, stamp).first() for stamp in stamps]
+    note_changes(session, [delivery_change(r.id, r.run_id, r.channel, DeliveryStatus.PENDING, r.status)
+                           for r in moved if r is not None and r.status != DeliveryStatus.PENDING])
 
 
 def backoff(attempts: int, settings: Settings, retry_after: float | None = None) -> float:
@@ -194,7 +207,10 @@ def outcome_stamp(d: Claimed, error: DeliveryError | None, provider_id: str | No
 def fail_pending(run_id: int, channel: Channel, error: str) -> None:
     """A channel-wide permanent failure: every delivery on it not yet sent fails with `error`."""
     with session_scope() as session:
-        session.execute(DELIVERIES.update().where(
+        failed = session.execute(DELIVERIES.update().where(
             DELIVERIES.c.run_id == run_id, DELIVERIES.c.channel == channel.value,
             DELIVERIES.c.status == DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.FAILED, error=error, finished_at=utcnow(), lease_expires_at=None))
+            .values(status=DeliveryStatus.FAILED, error=error, finished_at=utcnow(), lease_expires_at=None)
+            .returning(DELIVERIES.c.id)).scalars().all()
+        note_changes(session, [delivery_change(i, run_id, channel, DeliveryStatus.PENDING,
+                                               DeliveryStatus.FAILED) for i in sorted(failed)])

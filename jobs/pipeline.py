@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from jobs import metrics
 from jobs.deliver import deliver_run
 from jobs.outbox import claim_run, finish_run, holding_lease, note_error, release_run
 from models.artifacts import (
@@ -28,11 +29,11 @@ from models.artifacts import (
     store_artifact_file,
 )
 from models.base import Format
-from models.db import session_scope, utcnow
+from models.db import get_engine, session_scope, utcnow
 from models.definition import ChartSection, KpiSection, ReportDefinition, TableSection
 from models.errors import QueryError, RenderError
 from models.reports import Report
-from models.runs import ReportRun, RunStatus
+from models.runs import ReportRun, RunStatus, announce, run_change
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
@@ -82,15 +83,18 @@ def query_stage(run_id: int) -> str | None:
     straight to delivery, so its recipients get the same documents as any sent before.
     """
     lease = _lease()
+    before = _status(run_id)  # for the log line: queued, or running under an expired lease
     if not claim_run(run_id, utcnow(), lease):
         log.info("run %s is not claimable (finished, or another worker holds it)", run_id)
         return None
+    announce(get_engine(), [run_change(run_id, before, RunStatus.RUNNING)])
     try:
         return _query_claimed(run_id, lease)
     except Exception as exc:
         # Unexpected (tenant DB unreachable, a bug): hand the run back and let Dramatiq
         # retry; `max_run_attempts` bounds how often.
         release_run(run_id, utcnow(), f"{type(exc).__name__}: {exc}")
+        announce(get_engine(), [run_change(run_id, RunStatus.RUNNING, RunStatus.QUEUED)])
         raise
 
 
@@ -112,8 +116,10 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             return None
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
-            wanted = Format.PDF in schedule.formats
-            sections = query_sections(datasource, definition, params) if wanted else []
+            sections = []
+            if Format.PDF in schedule.formats:
+                with metrics.QUERY_SECONDS.time():
+                    sections = query_sections(datasource, definition, params)
         except QueryError as exc:
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
             return None
@@ -121,7 +127,14 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             content = json.dumps({"params": params, "sections": sections}).encode()
             store_artifact(session, run_id=run_id, kind=QUERY_RESULT, filename=f"run-{run_id}.json",
                            media_type="application/json", source=content, now=utcnow())
+        metrics.ARTIFACT_BYTES.labels(QUERY_RESULT).inc(len(content))
     return RENDER
+
+
+def _status(run_id: int) -> RunStatus | None:
+    with session_scope() as session:
+        run = session.get(ReportRun, run_id)
+        return run.status if run else None
 
 
 def _still_running(run_id: int) -> bool:
@@ -160,12 +173,14 @@ def render_stage(run_id: int) -> bool:
         try:
             with tempfile.TemporaryDirectory(prefix=f"herald-run-{run_id}-") as directory:
                 for fmt in formats:
-                    document = RENDERERS[fmt](job, Path(directory))
+                    with metrics.RENDER_SECONDS.labels(fmt.value).time():
+                        document = RENDERERS[fmt](job, Path(directory))
                     with session_scope() as session:
                         store_artifact_file(session, document.path, run_id=run_id, kind=fmt.value,
                                             filename=document.filename,
                                             media_type=document.media_type, now=utcnow(),
                                             rows=document.rows)
+                    metrics.ARTIFACT_BYTES.labels(fmt.value).inc(document.size)
                     log.info("run %s: %s rendered (%d bytes)", run_id, document.filename, document.size)
         except QueryError as exc:  # the CSV query: permanent
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))

@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from jobs import metrics
 from jobs.outbox import record_end
 from models import cron
 from models.artifacts import purge_expired
 from models.db import insert_ignoring_conflicts, session_scope
 from models.errors import InvalidInput
 from models.health import host_name, record_tick
-from models.runs import ReportRun, RunStatus
+from models.runs import ReportRun, RunStatus, note_changes, run_change
 from models.schedules import Schedule
 from models.settings import get_settings
 
@@ -102,10 +103,12 @@ def claim_due_batch(session: Session, now: datetime, limit: int) -> _Batch:
         # executemany form: compiled once, sent in batches ("insertmanyvalues").
         created = session.execute(
             insert_ignoring_conflicts(session, RUNS, "schedule_id", "scheduled_for")
-            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status),
+            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status, RUNS.c.schedule_id),
             runs,
         ).all()
         queued = [(r.id, r.tenant_id) for r in created if r.status == RunStatus.QUEUED]
+        # One log line per run made (queued or missed), after the commit; a conflict made none.
+        note_changes(session, [run_change(r.id, None, r.status, r.schedule_id) for r in sorted(created)])
     by_id = SCHEDULES.c.id == sa.bindparam("b_id")
     if fired:
         session.execute(SCHEDULES.update().where(by_id).values(
@@ -121,7 +124,7 @@ def requeue_stale_runs(session: Session, now: datetime, limit: int) -> list[Queu
     """Runs queued but never picked up, or whose worker's lease expired, go back to the queue."""
     settings = get_settings()
     stale = session.execute(
-        sa.select(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.attempts)
+        sa.select(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.attempts, RUNS.c.status, RUNS.c.schedule_id)
         .where(sa.or_(
             sa.and_(RUNS.c.status == RunStatus.QUEUED,
                     RUNS.c.queued_at < now - timedelta(seconds=settings.requeue_after_seconds)),
@@ -142,6 +145,8 @@ def requeue_stale_runs(session: Session, now: datetime, limit: int) -> list[Queu
             .values(status=RunStatus.QUEUED, queued_at=now, lease_expires_at=None)
         )
         log.warning("re-enqueued %d stale runs: %s", len(retry), [r.id for r in retry])
+        note_changes(session, [run_change(r.id, r.status, RunStatus.QUEUED, r.schedule_id)
+                               for r in retry if r.status != RunStatus.QUEUED])
     return [(r.id, r.tenant_id) for r in retry]
 
 
@@ -174,6 +179,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None) -> TickRepor
     with session_scope(url) as session:  # retention: whatever expired since the last tick
         report.purged = purge_expired(session, now)
     _write_heartbeat(now, int((time.monotonic() - started) * 1000), claimed, url)
+    metrics.observe_tick(now, time.monotonic() - started, report.flagged)
     if report.queued or report.missed or report.flagged or report.requeued or report.purged:
         log.info("tick at %s: queued %d, missed %d, flagged %d, re-enqueued %d, purged %d",
                  now.isoformat(), len(report.queued), report.missed, report.flagged,

@@ -8,9 +8,11 @@ from herald.cli.admin import admin_command
 from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
 from herald.cli.health import health_command
+from herald.cli.metrics import metrics_command
 from herald.cli.runs import export_command, run_command, runs_command, send_now, tick_command
 from herald.cli.schedules import cron_app, schedule_app
 from models import migrate
+from models.logs import configure_logging
 from models.settings import get_settings
 
 app = typer.Typer(
@@ -29,9 +31,9 @@ WITHOUT_SCHEMA = {"db", "demo", "cron", "admin"}
 @app.callback()
 @reports_errors
 def load_configuration(ctx: typer.Context) -> None:
-    """Read the settings first, so a bad variable fails every command the same way; then
-    refuse a database whose schema this herald does not match, saying what to run."""
-    get_settings()
+    """Read the settings first, so a bad variable fails every command the same way; log as
+    they say; then refuse a database whose schema this herald does not match, saying what to run."""
+    configure_logging(get_settings())
     if ctx.invoked_subcommand not in WITHOUT_SCHEMA:
         migrate.require_current()
 
@@ -50,6 +52,7 @@ app.command("runs")(runs_command)
 app.command("export")(export_command)
 app.command("admin")(admin_command)
 app.command("health")(health_command)
+app.command("metrics")(metrics_command)
 
 
 def main() -> None:
