@@ -43,7 +43,7 @@ def login() -> None:
 # (script beside this file, title, URL path) of each page a logged-in user gets.
 PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports"),
          ("views/history.py", "History", "history"), ("views/failures.py", "Failures", "failures"),
-         ("views/members.py", "Members", "members")]
+         ("views/members.py", "Members", "members"), ("views/health.py", "Health", "health")]
 # URL paths of the pages only the chosen tenant's admins find in the navigation; others who
 # open the URL get a sentence saying why there is nothing for them.
 ADMINS_ONLY = {"members"}

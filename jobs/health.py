@@ -1,4 +1,5 @@
-"""`check_health`: is the tick alive, is anything due or stuck, are deliveries failing, what is queued.
+"""`check_health`: is the tick alive, is anything due or stuck, are deliveries failing, what is
+queued, and did the render browsers start.
 
 Everything is read at `now`, given by the caller; nothing here guesses what it cannot
 read: a value that cannot be known is None and shows as "unknown".
@@ -14,15 +15,15 @@ from sqlmodel import Session
 
 from jobs.broker import REDIS_HEARTBEAT_TIMEOUT_MS
 from jobs.shards import query_queue
-from models.health import TickHeartbeat
+from models.errors import RenderError
+from models.health import RenderBrowserStatus, TickHeartbeat, read_render_browsers
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import Settings, get_settings
 
-TICK_LATE_AFTER = timedelta(minutes=5)        # periodiq ticks every minute; a few may be lost
+# A late tick and a failing channel: HERALD_HEALTH_TICK_LATE_SECONDS, HERALD_HEALTH_FAILURE_RATE.
 DUE_LATE_AFTER = timedelta(minutes=2)         # a due schedule should be claimed by the next tick
 FAILURE_WINDOW = timedelta(hours=24)
-FAILURE_RATE_PROBLEM = 0.2                    # a channel failing this share of its sends is a problem
 FIXED_QUEUES = ("tick", "render", "deliver")  # the actors' queues besides the query shards
 STUCK_LISTED = 5                              # run ids named in the problem sentence
 
@@ -77,6 +78,8 @@ class HealthReport:
     stuck_runs: list[int]
     failures: list[ChannelFailures]
     broker: BrokerInfo | None  # None: no REDIS_URL, herald runs embedded
+    # Each render process's Chromium, from Redis; None when unknown (no Redis, or unreadable).
+    render_browsers: list[RenderBrowserStatus] | None
     problems: list[str]
 
     @property
@@ -90,9 +93,15 @@ class HealthReport:
 
 
 def check_health(session: Session, now: datetime, broker_info: BrokerInfo | None = None,
-                 settings: Settings | None = None) -> HealthReport:
-    """Read the heartbeat, due and stuck work and delivery failures; list one sentence per problem."""
+                 settings: Settings | None = None,
+                 render_browsers: list[RenderBrowserStatus] | None = None) -> HealthReport:
+    """Read the heartbeat, due and stuck work and delivery failures; list one sentence per problem.
+
+    `broker_info` and `render_browsers` come from Redis (`read_broker_info`,
+    `read_render_browsers_or_none`); None means unknown and raises no problem.
+    """
     settings = settings or get_settings()
+    tick_late_after = timedelta(seconds=settings.health_tick_late_seconds)
     beat = session.execute(sa.select(HEARTBEATS).order_by(HEARTBEATS.c.last_started_at.desc())
                            .limit(1)).first()
     live = sa.and_(SCHEDULES.c.active.is_(True), SCHEDULES.c.deleted_at.is_(None))
@@ -107,27 +116,32 @@ def check_health(session: Session, now: datetime, broker_info: BrokerInfo | None
     if beat is None and schedules:
         problems.append(f"No tick has run yet although {schedules} schedules exist; "
                         "is `periodiq jobs` running?")
-    elif ago is not None and ago > TICK_LATE_AFTER:
-        problems.append(f"The last tick was {_duration(ago)} ago; is `periodiq jobs` running?")
+    elif ago is not None and ago > tick_late_after:
+        problems.append(f"The last tick was {duration_text(ago)} ago; is `periodiq jobs` running?")
     if due:
-        problems.append(f"{due} schedules are due for more than {_duration(DUE_LATE_AFTER)} "
+        problems.append(f"{due} schedules are due for more than {duration_text(DUE_LATE_AFTER)} "
                         "but not claimed; the tick is not keeping up or not running.")
     if stuck:
         shown = ", ".join(str(i) for i in stuck[:STUCK_LISTED]) + (", …" if len(stuck) > STUCK_LISTED else "")
         problems.append(f"{len(stuck)} runs are stuck (queued past {settings.requeue_after_seconds} s "
                         f"or with an expired lease): {shown}.")
     for channel in failures:
-        if channel.failure_rate is not None and channel.failure_rate >= FAILURE_RATE_PROBLEM:
+        if channel.failure_rate is not None and channel.failure_rate >= settings.health_failure_rate:
             problems.append(f"{channel.failed} of {channel.sent + channel.failed} {channel.channel} "
                             f"deliveries failed in the last 24 h ({channel.failure_rate:.0%}).")
     if broker_info is not None:
         problems += _broker_problems(broker_info)
+    for browser in render_browsers or []:
+        if not browser.ok:
+            problems.append(f"The render browser of process {browser.pid} on {browser.host} did not "
+                            f"start at {browser.at:%Y-%m-%d %H:%M} UTC: {browser.error.rstrip('.')}.")
     return HealthReport(
         now=now, last_tick_at=beat.last_started_at if beat else None,
         last_tick_ago_seconds=ago.total_seconds() if ago is not None else None,
         last_tick_duration_ms=beat.duration_ms if beat else None,
         last_tick_host=beat.host if beat else None, schedules=schedules, due_not_claimed=due,
-        stuck_runs=stuck, failures=failures, broker=broker_info, problems=problems)
+        stuck_runs=stuck, failures=failures, broker=broker_info, render_browsers=render_browsers,
+        problems=problems)
 
 
 def stuck_run_ids(session: Session, now: datetime, requeue_after_seconds: int) -> list[int]:
@@ -187,6 +201,38 @@ def read_broker_info(settings: Settings, now: datetime) -> BrokerInfo | None:
     return BrokerInfo(queues=queues, processes_seen=seen)
 
 
+def read_render_browsers_or_none(settings: Settings) -> list[RenderBrowserStatus] | None:
+    """The render processes' browser status from Redis; None without Redis or when unreadable."""
+    url = settings.redis_url
+    if url is None or url.startswith(("amqp://", "amqps://")):
+        return None
+    import redis
+
+    try:
+        return read_render_browsers(url, settings.redis_namespace)
+    except redis.RedisError:
+        return None  # the broker's line already says Redis cannot be read
+
+
+def local_chromium(settings: Settings) -> tuple[str | None, str | None]:
+    """(executable, None) when this machine can launch Chromium, else (None, why not).
+
+    For embedded mode, where no render process reports: the same search the renderer makes.
+    """
+    from playwright.sync_api import Error, sync_playwright
+
+    from renderers.browser import find_chromium
+
+    try:
+        with sync_playwright() as playwright:
+            bundled = playwright.chromium.executable_path
+        return find_chromium(settings.chromium_path, bundled) or bundled, None
+    except RenderError as exc:
+        return None, str(exc)
+    except Error as exc:
+        return None, f"Playwright could not start: {exc.message.splitlines()[0]}"
+
+
 def _queues_in_redis(client, namespace: str) -> set[str]:
     """Queue names that hold messages now (dramatiq keeps a `<queue>.msgs` hash per queue)."""
     names = set()
@@ -209,7 +255,7 @@ def _broker_problems(info: BrokerInfo) -> list[str]:
     return []
 
 
-def _duration(delta: timedelta) -> str:
+def duration_text(delta: timedelta) -> str:
     """A rough human length: `45 s`, `14 min`, `3 h`, `2 days`."""
     seconds = int(delta.total_seconds())
     if seconds < 120:

@@ -11,7 +11,8 @@ context, recycled after MAX_RENDERS_PER_CONTEXT renders; a context never serves
 two tenants, and a render that fails closes its context. Without a key (or with
 HERALD_RENDER_ISOLATION=render) every render gets a fresh context. The next fresh
 context is prepared ahead, while the current render prints. The async API lets a
-render time out cleanly with `wait_for`.
+render time out cleanly with `wait_for`. Each launch, and each failed launch, is published
+for the admin's Health page (`models.health.RenderBrowserBeacon`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from models.errors import RenderError
+from models.health import RenderBrowserBeacon
 
 log = logging.getLogger("herald.browser")
 
@@ -97,9 +99,11 @@ class _ThreadBrowser:
 class ChromiumPrinter:
     """Prints HTML to PDF with a warm browser per thread."""
 
-    def __init__(self, executable: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(self, executable: str | None = None, timeout_s: float = 60.0,
+                 beacon: RenderBrowserBeacon | None = None) -> None:
         self.executable_setting = executable
         self.timeout_s = timeout_s
+        self.beacon = beacon or _settings_beacon()
         self._local = threading.local()
 
     def _state(self) -> _ThreadBrowser:
@@ -114,11 +118,19 @@ class ChromiumPrinter:
             return state.browser
         if state.playwright is None:
             state.playwright = await async_playwright().start()
-        executable = find_chromium(self.executable_setting, state.playwright.chromium.executable_path)
-        state.browser = await state.playwright.chromium.launch(
-            executable_path=executable, args=LAUNCH_ARGS, headless=True)
+        try:
+            executable = find_chromium(self.executable_setting, state.playwright.chromium.executable_path)
+            state.browser = await state.playwright.chromium.launch(
+                executable_path=executable, args=LAUNCH_ARGS, headless=True)
+        except RenderError as exc:
+            self.beacon.failed(str(exc))
+            raise
+        except PlaywrightError as exc:
+            self.beacon.failed(f"Chromium did not start: {exc.message.splitlines()[0]}")
+            raise
         state.launches += 1
-        log.info("launched Chromium (%s launch in this thread)", state.launches)
+        self.beacon.launched(state.browser.version)
+        log.info("launched Chromium %s (%s launch in this thread)", state.browser.version, state.launches)
         return state.browser
 
     async def _fresh_page(self, browser: Browser) -> tuple[BrowserContext, Page]:
@@ -205,8 +217,10 @@ class ChromiumPrinter:
         with state.lock:
             for attempt in (1, 2):
                 try:
-                    return state.loop.run_until_complete(
+                    pdf = state.loop.run_until_complete(
                         asyncio.wait_for(self._print(state, html, title, key), self.timeout_s))
+                    self.beacon.rendered()
+                    return pdf
                 except _Unresponsive:
                     self._discard(state)
                     if attempt == 2:
@@ -268,6 +282,13 @@ class ChromiumPrinter:
             state.loop.run_until_complete(state.playwright.stop())
         state.loop.close()
         self._local.state = None
+
+
+def _settings_beacon() -> RenderBrowserBeacon:
+    from models.settings import get_settings
+
+    settings = get_settings()
+    return RenderBrowserBeacon(settings.redis_url, settings.redis_namespace)
 
 
 def _close_later(state: _ThreadBrowser, context: BrowserContext) -> None:

@@ -1,4 +1,5 @@
-"""`herald health`: the tick's heartbeat, due and stuck work, delivery failures, queue depths."""
+"""`herald health`: the tick's heartbeat, due and stuck work, delivery failures, queue depths,
+the render browsers, and (`--agenda`) the runs due per minute over the next 24 hours."""
 
 from __future__ import annotations
 
@@ -15,19 +16,27 @@ from models.settings import get_settings
 def health_command(
     now: Annotated[str | None, typer.Option(help="ISO 8601 instant to judge at; default now.")] = None,
     json_out: JsonOption = False,
+    agenda: Annotated[bool, typer.Option(
+        "--agenda", help="Also count the runs due per minute over the next 24 hours.")] = False,
 ) -> None:
     """Report herald's health; exit 0 when healthy, 1 when there is a problem."""
-    from jobs.health import check_health, read_broker_info
+    from jobs.agenda import agenda as next_day
+    from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
 
     at = parse_instant(now)
     settings = get_settings()
     broker = read_broker_info(settings, at)
+    browsers = read_render_browsers_or_none(settings)
     with session_scope() as session:
-        report = check_health(session, at, broker, settings)
+        report = check_health(session, at, broker, settings, browsers)
+        coming = next_day(session, at) if agenda else None
     if json_out:
-        print_json(report.to_dict())
+        data = report.to_dict()
+        if coming is not None:
+            data["agenda"] = coming.to_dict()
+        print_json(data)
     else:
-        for line in _lines(report):
+        for line in _lines(report) + (_agenda_lines(coming) if coming else []):
             typer.echo(line)
     if not report.healthy:
         raise typer.Exit(1)
@@ -54,5 +63,18 @@ def _lines(report) -> list[str]:
         for name, depth in report.broker.queues.items():
             lines.append(f"queue {name}: {depth.ready} ready, {depth.delayed} delayed, {depth.dead} dead")
         lines.append(f"broker processes seen (workers and enqueuers): {report.broker.processes_seen}")
+    if report.render_browsers is not None:
+        for b in report.render_browsers:
+            state = f"Chromium {b.version}" if b.ok else f"failed: {b.error}"
+            lines.append(f"render browser {b.host} pid {b.pid}: {state} (since {b.at.isoformat()})")
+        if not report.render_browsers:
+            lines.append("render browsers: none reported in the last few minutes")
     lines += [f"problem: {p}" for p in report.problems] or ["healthy"]
+    return lines
+
+
+def _agenda_lines(agenda) -> list[str]:
+    lines = [f"next 24 h: {agenda.total} runs from {agenda.schedules} schedules"
+             + (f" ({agenda.invalid} invalid schedules skipped)" if agenda.invalid else "")]
+    lines += [f"busiest minute {minute:%Y-%m-%d %H:%M} UTC: {runs} runs" for minute, runs in agenda.busiest]
     return lines

@@ -1,9 +1,13 @@
 """`check_health` and `herald health`: the tick's heartbeat, due and stuck work, delivery
-failures and queue depths. Runs on SQLite and PostgreSQL; Redis where it is asked for."""
+failures, queue depths and the render browsers. Runs on SQLite and PostgreSQL; Redis where
+it is asked for."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
@@ -12,12 +16,13 @@ import sqlalchemy as sa
 from dramatiq import Message
 
 from jobs.broker import build_broker
-from jobs.health import check_health, read_broker_info
+from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
 from jobs.tick import tick
 from models.db import session_scope
-from models.health import TickHeartbeat, host_name
+from models.health import RenderBrowserBeacon, TickHeartbeat, host_name
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.settings import get_settings
+from tests.conftest import REDIS_TEST_URL
 from tests.jobs.helpers import add_schedules, make_tenant
 
 NOW = datetime(2026, 3, 2, 12, 0, 20, tzinfo=UTC)
@@ -158,3 +163,55 @@ def test_an_unreachable_redis_makes_queues_unknown(monkeypatch: pytest.MonkeyPat
     with session_scope(db_url) as session:
         [problem] = check_health(session, NOW, info).problems
     assert problem.startswith("Queue depths and workers are unknown")
+
+
+def test_render_browsers_come_from_redis_and_a_failed_launch_is_a_problem(
+        redis_namespace: str, db_url: str, cli) -> None:
+    # Given a render process whose Chromium launched (this one) and one whose launch failed
+    # (another process, so another key), both publishing to Redis as the printer does.
+    RenderBrowserBeacon(REDIS_TEST_URL, redis_namespace).launched("131.0.6778.33")
+    failing = ("from models.health import RenderBrowserBeacon as B; import sys; "
+               "B(sys.argv[1], sys.argv[2]).failed('No Chromium found; run `playwright install "
+               "chromium`, install the system package (apt-get install chromium), or set "
+               "HERALD_CHROMIUM_PATH.'); print(__import__('os').getpid())")
+    other = int(subprocess.run([sys.executable, "-c", failing, REDIS_TEST_URL, redis_namespace],
+                               check=True, capture_output=True, text=True).stdout)
+    # When health is read
+    browsers = read_render_browsers_or_none(get_settings())
+    with session_scope(db_url) as session:
+        report = check_health(session, NOW, None, get_settings(), browsers)
+    # Then both processes show, and the failed launch is one problem sentence
+    by_pid = {b.pid: b for b in report.render_browsers}
+    assert (by_pid[os.getpid()].ok, by_pid[os.getpid()].version) == (True, "131.0.6778.33")
+    assert (by_pid[other].ok, by_pid[other].version) == (False, None)
+    [problem] = report.problems
+    assert problem.startswith(f"The render browser of process {other} on {host_name()} did not start at ")
+    assert problem.endswith("UTC: No Chromium found; run `playwright install chromium`, install the "
+                            "system package (apt-get install chromium), or set HERALD_CHROMIUM_PATH.")
+    result = cli("health", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert sorted(b["pid"] for b in data["render_browsers"]) == sorted([os.getpid(), other])
+
+
+def test_render_browsers_are_unknown_without_redis(db_url: str) -> None:
+    assert read_render_browsers_or_none(get_settings()) is None
+    with session_scope(db_url) as session:
+        assert check_health(session, NOW).render_browsers is None
+
+
+def test_the_thresholds_are_settings(db_url: str, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    tenant, report = make_tenant(db_url)
+    [sid] = add_schedules(db_url, tenant, report, 1, cron="0 12 * * *",
+                          next_run_at=NOW + timedelta(hours=1))
+    tick(NOW - timedelta(minutes=14), no_dispatch)
+    run = add_run(db_url, sid, tenant, RunStatus.PARTIAL, slot=NOW - timedelta(hours=1))
+    with session_scope(db_url) as session:
+        for i, status in enumerate((DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.FAILED)):
+            session.add(Delivery(run_id=run, channel="email", recipient=f"r{i}@x.example",
+                                 status=status, created_at=NOW - timedelta(hours=1)))
+    assert cli("health", "--now", NOW.isoformat()).exit_code == 1  # 14 min and 33 % are problems
+    monkeypatch.setenv("HERALD_HEALTH_TICK_LATE_SECONDS", "1200")
+    monkeypatch.setenv("HERALD_HEALTH_FAILURE_RATE", "0.5")
+    result = cli("health", "--now", NOW.isoformat())
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,153 @@
+"""Helpers of the Health page (`admin/views/health.py`): the page's clock, which stuck runs are
+the viewer's tenant's, and the plain-data shaping the page shows (the last tick, the queues,
+the failure rates, the render browsers, the agenda's chart and busiest minutes).
+
+The health numbers are herald's, system-wide, and carry no tenant's names or recipients;
+only `tenant_stuck_runs` reads a tenant's rows, after checking the viewer may read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+import altair as alt
+import pandas as pd
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from admin.access import Action, Viewer, require
+from jobs.agenda import Agenda
+from jobs.health import ChannelFailures, HealthReport, QueueDepth, duration_text
+from models import db
+from models.health import RenderBrowserStatus
+from models.reports import Report
+from models.runs import ReportRun
+from models.schedules import Schedule
+
+REFRESH = timedelta(seconds=30)   # the page body reruns itself this often
+AGENDA_TTL_SECONDS = 60           # the agenda is counted again at most once a minute
+LOCAL_CHROMIUM_TTL_SECONDS = 300  # looking for a Chromium executable starts Playwright's driver
+UNKNOWN = "unknown"
+
+
+def now() -> datetime:
+    """The page's clock (aware UTC). Tests replace this function to pin "now"."""
+    return db.utcnow()
+
+
+class StuckRun(NamedTuple):
+    """A stuck run of the viewer's tenant: which report and schedule, since when."""
+
+    id: int
+    schedule_id: int | None
+    report_title: str
+    status: str
+    since: datetime | None  # queued at, or the lease that expired
+
+
+def tenant_stuck_runs(session: Session, viewer: Viewer, tenant_id: int,
+                      run_ids: Sequence[int]) -> list[StuckRun]:
+    """Those of `run_ids` that belong to the tenant, for a viewer who may read it."""
+    require(viewer, tenant_id, Action.READ)
+    if not run_ids:
+        return []
+    runs, reports = ReportRun.__table__, Report.__table__
+    schedules = Schedule.__table__
+    rows = session.execute(
+        sa.select(runs.c.id, runs.c.schedule_id, reports.c.title, runs.c.status,
+                  sa.func.coalesce(runs.c.lease_expires_at, runs.c.queued_at))
+        .join(schedules, schedules.c.id == runs.c.schedule_id, isouter=True)
+        .join(reports, reports.c.id == schedules.c.report_id, isouter=True)
+        .where(runs.c.tenant_id == tenant_id, runs.c.id.in_(list(run_ids)))
+        .order_by(runs.c.id)
+    ).all()
+    return [StuckRun(id=r[0], schedule_id=r[1], report_title=r[2] or "(report removed)",
+                     status=str(r[3]), since=r[4]) for r in rows]
+
+
+# --- the figures -------------------------------------------------------------------------------
+
+def both_zones(value: datetime, zone: ZoneInfo) -> str:
+    """'Sun 08 Mar 09:00 CET (08:00 UTC)'."""
+    local = value.astimezone(zone)
+    return f"{local:%a %d %b %H:%M} {local.tzname()} ({value.astimezone(UTC):%H:%M} UTC)"
+
+
+def tick_facts(report: HealthReport, zone: ZoneInfo) -> list[tuple[str, str]]:
+    """(label, value) of the last tick: when, how long ago, how long it took, on which host."""
+    if report.last_tick_at is None:
+        return [("Last tick", "never")]
+    ago = timedelta(seconds=report.last_tick_ago_seconds)
+    return [("Last tick", f"{duration_text(ago)} ago" if ago >= timedelta(0) else "just now"),
+            ("At", both_zones(report.last_tick_at, zone)),
+            ("Took", f"{report.last_tick_duration_ms} ms"),
+            ("Host", report.last_tick_host or UNKNOWN)]
+
+
+def queues_table(queues: dict[str, QueueDepth]) -> pd.DataFrame:
+    return pd.DataFrame([{"Queue": name, "Ready": d.ready, "Delayed": d.delayed, "Dead": d.dead}
+                         for name, d in queues.items()], columns=["Queue", "Ready", "Delayed", "Dead"])
+
+
+def failures_table(failures: Sequence[ChannelFailures]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"Channel": f.channel, "Sent": f.sent, "Failed": f.failed, "Pending": f.pending,
+          "Failure rate": "—" if f.failure_rate is None else f"{f.failure_rate:.0%}"}
+         for f in failures],
+        columns=["Channel", "Sent", "Failed", "Pending", "Failure rate"])
+
+
+def browsers_table(browsers: Sequence[RenderBrowserStatus], zone: ZoneInfo) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"Host": b.host, "Process": b.pid, "Chromium": b.version or "—",
+          "Status": "running" if b.ok else f"did not start: {b.error}",
+          "Since": both_zones(b.at, zone), "Last seen": both_zones(b.seen_at, zone)}
+         for b in browsers],
+        columns=["Host", "Process", "Chromium", "Status", "Since", "Last seen"])
+
+
+# --- the agenda --------------------------------------------------------------------------------
+
+def agenda_frame(agenda: Agenda, zone: ZoneInfo) -> pd.DataFrame:
+    """One row per minute of the window (zeros included), in the tenant's zone and in UTC.
+
+    `Minute` is the local wall time written as if it were UTC, so the chart (which would
+    otherwise use the browser's zone) shows the tenant's clock.
+    """
+    first = agenda.start.replace(second=0, microsecond=0)
+    minutes = int((agenda.end - first) / timedelta(minutes=1))
+    rows = []
+    for i in range(minutes):
+        minute = first + timedelta(minutes=i)
+        local = minute.astimezone(zone)
+        rows.append({"Minute": f"{local:%Y-%m-%dT%H:%M}Z", "Local": f"{local:%a %H:%M} {local.tzname()}",
+                     "UTC": f"{minute:%a %H:%M} UTC", "Runs": agenda.per_minute.get(minute, 0)})
+    return pd.DataFrame(rows, columns=["Minute", "Local", "UTC", "Runs"])
+
+
+def agenda_chart(agenda: Agenda, zone: ZoneInfo) -> alt.Chart:
+    """Runs due per minute over the next 24 hours, on the tenant's clock."""
+    return alt.Chart(agenda_frame(agenda, zone)).mark_bar().encode(
+        x=alt.X("Minute:T", title=f"Time ({zone.key})", scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%a %H:%M")),
+        y=alt.Y("Runs:Q", title="Runs due", axis=alt.Axis(tickMinStep=1, format="d")),
+        tooltip=["Local:N", "UTC:N", "Runs:Q"])
+
+
+def busiest_table(agenda: Agenda, zone: ZoneInfo) -> pd.DataFrame:
+    local = f"Time ({zone.key})"
+    return pd.DataFrame(
+        [{local: f"{m.astimezone(zone):%a %d %b %H:%M} {m.astimezone(zone).tzname()}",
+          "UTC": f"{m:%a %d %b %H:%M} UTC", "Runs": runs} for m, runs in agenda.busiest],
+        columns=[local, "UTC", "Runs"])
+
+
+def agenda_caption(agenda: Agenda) -> str:
+    text = f"{agenda.total} runs due from {agenda.schedules} schedules (all tenants)."
+    if agenda.invalid:
+        text += (f" {agenda.invalid} schedules are left out: their cron or timezone no longer "
+                 "parses (each is flagged on its schedule).")
+    return text
