@@ -3,6 +3,8 @@ schedules (two fire every minute: PDF and CSV by e-mail, the PDF to a Telegram c
 login for the admin. `herald/demo_run.py` runs herald on it.
 
 Everything lives in one directory, so `--reset` (or deleting the directory) starts over.
+The docker-compose stack seeds the same tenant, report and videos into PostgreSQL
+(`seed_stack_demo`, run by `herald db seed-demo`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import Session
+import psycopg
+import psycopg.sql
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
 
 from herald.inbox import MAIL_DIR, TELEGRAM_DIR
 from models import catalog, migrate, scheduling
 from models.db import get_engine, session_scope
 from models.definition import load_definition
-from models.errors import InvalidInput
+from models.errors import HeraldError, InvalidInput
+from models.tenancy import Tenant
+from tenantdb import parse_datasource
 
+DEMO_TENANT = "demo"
 DEMO_REPORT = Path(__file__).with_name("demo_files") / "video-performance.yaml"
 PLATFORMS = ("tiktok", "youtube", "instagram", "vk")
 CONTROL_DB = "herald-demo.db"          # herald's own tables: schedules, runs, users, ...
@@ -50,25 +58,52 @@ def control_url(directory: Path) -> str:
     return f"sqlite:///{Path(directory) / CONTROL_DB}"
 
 
-def write_demo_datasource(path: Path, rows: int = 500, seed: int = 7) -> None:
-    """A tenant database of videos with the columns the seed system exported."""
+VIDEO_COLUMNS = ("(title TEXT, video_url TEXT, platform TEXT, status TEXT, campaign_tag TEXT, "
+                 "channel_username TEXT, published_at TEXT, created_at TEXT, views INTEGER, "
+                 "likes INTEGER, comments INTEGER, reposts INTEGER)")
+
+
+def demo_videos(rows: int = 500, seed: int = 7) -> list[tuple]:
+    """The demo tenant's videos, with the columns the seed system exported; the same rows on
+    every call, so each demo (SQLite or the docker-compose stack) reports the same figures."""
     rng = random.Random(seed)
-    path.unlink(missing_ok=True)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    with sqlite3.connect(path) as db:
-        db.execute("""CREATE TABLE videos (title TEXT, video_url TEXT, platform TEXT, status TEXT,
-            campaign_tag TEXT, channel_username TEXT, published_at TEXT, created_at TEXT,
-            views INTEGER, likes INTEGER, comments INTEGER, reposts INTEGER)""")
-        db.executemany("INSERT INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", [
-            (f"Video {i}", f"https://videos.example.com/{i}", rng.choice(PLATFORMS), "active",
+    return [(f"Video {i}", f"https://videos.example.com/{i}", rng.choice(PLATFORMS), "active",
              rng.choice(("Campaign A", "Campaign B")), f"@creator{i % 37}",
              (start + timedelta(hours=7 * i)).date().isoformat(),
              (start + timedelta(hours=7 * i - 3)).isoformat(),
              views := rng.randint(100, 500_000), views // rng.randint(10, 40),
              views // rng.randint(100, 400), views // rng.randint(200, 900))
-            for i in range(rows)
-        ])
+            for i in range(rows)]
+
+
+def write_demo_datasource(path: Path, rows: int = 500, seed: int = 7) -> None:
+    """The demo's videos in a new SQLite file at `path`."""
+    path.unlink(missing_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE videos {VIDEO_COLUMNS}")
+        db.executemany("INSERT INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", demo_videos(rows, seed))
     db.close()
+
+
+def write_demo_videos_postgres(url: str, reader: str | None = None) -> None:
+    """The demo's videos in the PostgreSQL database at `url` (a role that may create tables),
+    replacing a `videos` table left there; `reader`, the role herald reads it as, may SELECT."""
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(libpq, connect_timeout=10) as db:
+            db.execute("DROP TABLE IF EXISTS videos")
+            db.execute(f"CREATE TABLE videos {VIDEO_COLUMNS}")
+            with db.cursor().copy("COPY videos FROM STDIN") as copy:
+                for row in demo_videos():
+                    copy.write_row(row)
+            if reader:
+                db.execute(psycopg.sql.SQL("GRANT SELECT ON videos TO {}").format(
+                    psycopg.sql.Identifier(reader)))
+    except psycopg.Error as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HeraldError(f"The demo's videos could not be written to {catalog.redact_url(url)} "
+                          f"({why}); give a data URL whose role may create tables there.") from None
 
 
 def new_login(environ: Mapping[str, str]) -> DemoLogin:
@@ -114,24 +149,47 @@ def seed_demo(directory: Path, login: DemoLogin, now: datetime) -> None:
     url = control_url(directory)
     migrate.upgrade(url)
     with session_scope(url) as session:
-        tenant = catalog.add_tenant(session, "demo", "Demo Media", "Europe/Moscow",
-                                    f"sqlite:///{datasource}", emails=[TEAM_EMAIL])
-        catalog.save_report(session, tenant, load_definition(DEMO_REPORT))
-        report = "video-performance"
-        scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
-                                formats=["pdf", "csv"], emails=[TEAM_EMAIL])
+        add_demo_tenant(session, f"sqlite:///{datasource}", login, now, telegram=True)
+    _write_login(directory / LOGIN_FILE, login)
+
+
+def seed_stack_demo(data_url: str, datasource_url: str, login: DemoLogin, now: datetime) -> bool:
+    """Seed herald's database (DATABASE_URL) once, as the docker-compose stack does at every
+    start: the videos written through `data_url`, read through `datasource_url`; the demo's
+    schedules send by e-mail only. False, and nothing changed, when the demo tenant exists."""
+    with session_scope() as session:
+        if session.exec(select(Tenant.id).where(Tenant.slug == DEMO_TENANT)).first() is not None:
+            return False
+    parse_datasource(datasource_url)  # before anything is written
+    write_demo_videos_postgres(data_url, reader=make_url(datasource_url).username)
+    with session_scope() as session:
+        add_demo_tenant(session, datasource_url, login, now, telegram=False)
+    return True
+
+
+def add_demo_tenant(session: Session, datasource_url: str, login: DemoLogin, now: datetime,
+                    telegram: bool) -> None:
+    """The demo tenant reading `datasource_url`, the video-performance report, its schedules
+    (every minute by e-mail; with `telegram`, every minute to a chat too; daily at 09:00 to
+    the tenant's fallback address) and `login` as the tenant's admin."""
+    tenant = catalog.add_tenant(session, DEMO_TENANT, "Demo Media", "Europe/Moscow",
+                                datasource_url, emails=[TEAM_EMAIL])
+    catalog.save_report(session, tenant, load_definition(DEMO_REPORT))
+    report = "video-performance"
+    scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
+                            formats=["pdf", "csv"], emails=[TEAM_EMAIL])
+    if telegram:
         scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
                                 formats=["pdf"], chats=[TELEGRAM_CHAT])
-        scheduling.add_schedule(session, tenant, report, now=now, cadence="daily", at="09:00",
-                                formats=["pdf", "csv"])  # to the tenant's fallback address
-        catalog.add_user(session, login.email, tenant, "admin", login.password)
-    _write_login(directory / LOGIN_FILE, login)
+    scheduling.add_schedule(session, tenant, report, now=now, cadence="daily", at="09:00",
+                            formats=["pdf", "csv"])  # to the tenant's fallback address
+    catalog.add_user(session, login.email, tenant, "admin", login.password)
 
 
 def describe_schedules(session: Session) -> list[str]:
     """One line per schedule of the demo tenant: what it sends, when, to whom, and next when."""
     lines = []
-    for schedule in scheduling.list_schedules(session, catalog.get_tenant(session, "demo")):
+    for schedule in scheduling.list_schedules(session, catalog.get_tenant(session, DEMO_TENANT)):
         row = scheduling.schedule_to_dict(session, schedule)
         who = ", ".join(f"{r['channel']} {r['address']}" for r in row["recipients"])
         state = f"next {row['next_run_at']}" if row["active"] else "paused"

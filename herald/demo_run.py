@@ -25,7 +25,6 @@ from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Middleware
 
 from herald.capture import LOCALHOST, MailCapture, TelegramCapture, port_is_free
 from herald.demo import (
@@ -44,8 +43,6 @@ from models.errors import HeraldError, InvalidInput, RenderError
 from models.settings import get_settings
 
 log = logging.getLogger("herald.demo")
-WORKER_THREADS = 2
-WORKER_STOP_TIMEOUT_MS = 30_000   # a render or send in progress may finish
 ADMIN_START_TIMEOUT_S = 90
 ADMIN_STOP_TIMEOUT_S = 15
 MAIL_FROM = "Herald demo <reports@example.com>"
@@ -62,15 +59,6 @@ class DemoOptions:
     smtp_port: int = 0         # 0: any free port
     telegram_port: int = 0
     admin: bool = True
-
-
-class CloseBrowsers(Middleware):
-    """Each worker thread closes its Chromium as it stops, so none outlives the demo."""
-
-    def before_worker_thread_shutdown(self, broker: dramatiq.Broker, thread: object) -> None:
-        from renderers.pdf import printer
-
-        printer().close()
 
 
 def seconds_to_next_minute(now: float) -> float:
@@ -115,19 +103,18 @@ def start_workers() -> dramatiq.Worker:
     """Dramatiq workers in this process on the broker `jobs` installs (a StubBroker here), as
     a `dramatiq jobs` process boots them."""
     import jobs  # noqa: F401 - builds the broker from the settings, declares the actors
+    from jobs.shell import in_process_worker
 
     broker = dramatiq.get_broker()
     if not isinstance(broker, StubBroker):
         raise HeraldError("herald's broker was set up before the demo's settings; start "
                           "`herald demo` in a fresh process.")
-    broker.add_middleware(CloseBrowsers())
-    broker.emit_after("process_boot")  # e.g. TimeLimit's watchdog, as in a worker process
-    worker = dramatiq.Worker(broker, worker_threads=WORKER_THREADS)
-    worker.start()
-    return worker
+    return in_process_worker(broker)
 
 
 def stop_workers(worker: dramatiq.Worker) -> None:
+    from jobs.shell import WORKER_STOP_TIMEOUT_MS
+
     worker.stop(timeout=WORKER_STOP_TIMEOUT_MS)
     worker.broker.close()
 

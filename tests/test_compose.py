@@ -1,22 +1,66 @@
-"""docker-compose.yml stays valid (checked without a Docker engine), and its database init
-script gives the demo tenant a role herald accepts."""
+"""docker-compose.yml stays valid (checked without a Docker engine), every command it runs
+exists in the installed herald, and its database init script gives the demo tenant a role
+herald accepts. tests/test_stack.py runs the same commands, without containers."""
 
 from __future__ import annotations
 
+import importlib
+import re
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
+import dramatiq
+import periodiq
 import psycopg
 import pytest
+import yaml
+from dramatiq.cli import make_argument_parser
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from herald.cli import app
 from models.errors import QueryError
+from models.settings import get_settings
 from tenantdb import check_datasource, open_source
 from tests.conftest import service_missing, sqlalchemy_url
 
 ROOT = Path(__file__).parents[1]
+HERALD_IMAGE = "herald:local"
+
+
+def compose_file() -> dict:
+    """docker-compose.yml as data (PyYAML resolves its `<<:` merges)."""
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def herald_services() -> dict[str, dict]:
+    """The services that run the herald image built by the Dockerfile."""
+    return {name: service for name, service in compose_file()["services"].items()
+            if service.get("image") == HERALD_IMAGE}
+
+
+def healthcheck_command(service: dict) -> list[str] | None:
+    """The health check's argv (after "CMD"); None when the service disables it."""
+    check = service.get("healthcheck", {})
+    if check.get("disable"):
+        return None
+    kind, *argv = check["test"]
+    assert kind == "CMD", f"{check['test']}: exec form, so the argv can be checked"
+    return argv
+
+
+def interpolated(value: str) -> str:
+    """A compose value with `${NAME:-default}` read as its default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", lambda m: m[1], str(value))
+
+
+def dockerfile_environment() -> dict[str, str]:
+    """The `ENV` the image sets (one NAME=value per line, as the Dockerfile writes them)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return dict(pair.split("=", 1) for line in text.splitlines() if line.startswith("ENV ")
+                for pair in line.split()[1:])
 
 
 def test_compose_file_is_valid() -> None:
@@ -54,3 +98,78 @@ def test_the_demo_tenant_role_made_by_the_compose_init_script_can_only_read(pg_a
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_every_service_has_a_health_check_or_is_a_one_shot_the_others_wait_for() -> None:
+    services = compose_file()["services"]
+    awaited = {name for service in services.values()
+               for name, dependency in service.get("depends_on", {}).items()
+               if dependency["condition"] == "service_completed_successfully"}
+    for name, service in services.items():
+        if name in awaited:
+            assert "restart" not in service and service["healthcheck"] == {"disable": True}, name
+        else:
+            assert service["healthcheck"]["test"], name
+    assert awaited == {"migrate", "seed"}
+
+
+def test_workers_restart_and_scale_without_fixed_names_or_host_ports() -> None:
+    worker = compose_file()["services"]["worker"]
+    assert worker["restart"] == "unless-stopped"
+    assert "container_name" not in worker and "ports" not in worker
+
+
+def _check_herald_command(argv: list[str]) -> None:
+    """`herald SUB... --help` answers with that sub-command's usage, naming every option used."""
+    words = [arg for arg in argv[1:] if not arg.startswith("-")]
+    subcommand = words[:2] if argv[1] in {"db", "tenant", "report", "schedule", "user", "cron"} else words[:1]
+    result = CliRunner().invoke(app, [*argv[1:], "--help"], catch_exceptions=False)
+    assert result.exit_code == 0, (argv, result.output)
+    assert f"Usage: herald {' '.join(subcommand)} " in result.output, (argv, result.output)
+    for option in (arg for arg in argv if arg.startswith("--")):
+        assert option in result.output, (argv, option)
+
+
+def test_every_command_the_compose_file_runs_exists_in_the_installed_herald(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `herald` checks the schema before any sub-command, even for --help
+    shutil.copy(sqlite_template, tmp_path / "herald.db")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'herald.db'}")
+    get_settings.cache_clear()
+    commands = []
+    for service in herald_services().values():
+        commands.append(service["command"])
+        check = healthcheck_command(service)
+        if check is not None:
+            commands.append(check)
+    assert {c[0] for c in commands} == {"herald", "dramatiq", "periodiq", "python"}
+    for argv in commands:
+        if argv[0] == "herald":
+            _check_herald_command(argv)
+        elif argv[0] == "dramatiq":  # the worker: its options, and the module with the actors
+            args = make_argument_parser().parse_args(argv[1:])
+            for module in (args.broker, *args.modules):
+                importlib.import_module(module)
+            declared = set(dramatiq.get_broker().actors)
+            assert {"tick_actor", "query_stage", "render_stage", "deliver_stage"} <= declared
+        elif argv[0] == "periodiq":  # the tick: its options, and a periodic actor to send
+            args = periodiq.make_argument_parser().parse_args(argv[1:])
+            for module in (args.broker, *args.modules):
+                importlib.import_module(module)
+            periodic = [a.actor_name for a in dramatiq.get_broker().actors.values()
+                        if "periodic" in a.options]
+            assert "tick_actor" in periodic
+        else:  # the health checks' Python one-liners (tests/test_stack.py runs them)
+            assert argv[1] == "-c"
+            compile(argv[2], "<healthcheck>", "exec")
+    get_settings.cache_clear()
+
+
+def test_the_image_prints_with_the_system_chromium_it_installs() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    for package in ("chromium", "fonts-dejavu-core", "fonts-symbola", "poppler-utils"):
+        assert f" {package}" in dockerfile
+    assert dockerfile_environment()["HERALD_CHROMIUM_PATH"] == "/usr/bin/chromium"
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)  # not root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 from herald.cli.common import JsonOption, print_json, reports_errors
 from models import catalog, migrate
 from models.audit import CLI
-from models.db import session_scope
+from models.db import session_scope, utcnow
 from models.definition import load_definition
 
 db_app = typer.Typer(help="The control database.", no_args_is_help=True)
@@ -25,6 +26,31 @@ def db_upgrade() -> None:
     """Create or migrate herald's tables in DATABASE_URL."""
     migrate.upgrade()
     typer.echo(f"database at revision {migrate.current_head()}")
+
+
+@db_app.command("seed-demo")
+@reports_errors
+def db_seed_demo(
+    data_url: Annotated[str, typer.Option(
+        help="URL of the demo tenant's PostgreSQL database as a role that may create its table.")],
+    datasource: Annotated[str, typer.Option(
+        help="URL herald reads that database with (a SELECT-only role).")],
+) -> None:
+    """Seed the demo once, as the docker-compose stack does at each start: the tenant and its
+    videos, the video-performance report, its e-mail schedules (one every minute) and the
+    login from HERALD_DEMO_EMAIL and HERALD_DEMO_PASSWORD (a password is generated when unset).
+    Nothing changes when the demo tenant exists."""
+    from herald.demo import TEAM_EMAIL, new_login, seed_stack_demo
+
+    migrate.require_current()
+    login = new_login(os.environ)
+    if not seed_stack_demo(data_url, datasource, login, utcnow()):
+        typer.echo("the demo tenant exists; nothing seeded")
+        return
+    password = ("the password in HERALD_DEMO_PASSWORD" if login.from_environment
+                else f"password {login.password}")
+    typer.echo(f"demo seeded: tenant demo, report video-performance, a schedule every minute "
+               f"to {TEAM_EMAIL}; log in to the admin as {login.email} with {password}")
 
 
 @tenant_app.command("add")
