@@ -16,6 +16,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session
 
 from admin.schedule_records import Recipient, ScheduleRow
@@ -47,7 +48,8 @@ def recent_runs(session: Session, tenant_id: int, schedule_id: int | None = None
 
     On PostgreSQL each schedule's runs are read newest first from the (schedule, slot) index
     and the read stops after `RECENT` (a LATERAL join), so the cost does not grow with the
-    history; SQLite ranks the runs with ROW_NUMBER instead.
+    history, and they come back as one array per schedule; SQLite ranks the runs with
+    ROW_NUMBER instead.
     """
     schedules = Schedule.__table__
     where = [schedules.c.tenant_id == tenant_id, schedules.c.deleted_at.is_(None)]
@@ -55,20 +57,27 @@ def recent_runs(session: Session, tenant_id: int, schedule_id: int | None = None
         where.append(schedules.c.id == schedule_id)
     newest_first = (RUNS.c.scheduled_for.desc(), RUNS.c.id.desc())
     if session.get_bind().dialect.name == "postgresql":
-        last = (sa.select(RUNS.c.status, RUNS.c.scheduled_for)
-                .where(RUNS.c.schedule_id == schedules.c.id, RUNS.c.test.is_(False))
-                .order_by(*newest_first).limit(RECENT).lateral("last"))
-        rows = session.execute(sa.select(schedules.c.id, last.c.status, last.c.scheduled_for)
-                               .select_from(schedules.join(last, sa.true())).where(*where))
-    else:
-        ranked = sa.select(RUNS.c.schedule_id, RUNS.c.scheduled_for, RUNS.c.status,
-                           sa.func.row_number().over(partition_by=RUNS.c.schedule_id,
-                                                     order_by=newest_first).label("n")
-                           ).where(RUNS.c.test.is_(False), RUNS.c.schedule_id.in_(
-                               sa.select(schedules.c.id).where(*where))).subquery()
-        rows = session.execute(sa.select(ranked.c.schedule_id, ranked.c.status,
-                                         sa.type_coerce(ranked.c.scheduled_for, UTCDateTime))
-                               .where(ranked.c.n <= RECENT).order_by(ranked.c.schedule_id, ranked.c.n))
+        # Aggregated in the database: one row per schedule, not ten.
+        ten = (sa.select(RUNS.c.status, RUNS.c.scheduled_for, RUNS.c.id)
+               .where(RUNS.c.schedule_id == schedules.c.id, RUNS.c.test.is_(False))
+               .order_by(*newest_first).limit(RECENT).correlate(schedules).subquery())
+        last = sa.select(
+            sa.func.array_agg(aggregate_order_by(ten.c.status, ten.c.scheduled_for, ten.c.id))
+            .label("outcomes"),
+            sa.type_coerce(sa.func.max(ten.c.scheduled_for), UTCDateTime).label("slot"),
+        ).lateral("last")
+        found = session.execute(sa.select(schedules.c.id, last.c.outcomes, last.c.slot)
+                                .select_from(schedules.join(last, sa.true()))
+                                .where(*where, last.c.outcomes.is_not(None)))
+        return {sid: Recent(slot, tuple(outcomes)) for sid, outcomes, slot in found}
+    ranked = sa.select(RUNS.c.schedule_id, RUNS.c.scheduled_for, RUNS.c.status,
+                       sa.func.row_number().over(partition_by=RUNS.c.schedule_id,
+                                                 order_by=newest_first).label("n")
+                       ).where(RUNS.c.test.is_(False), RUNS.c.schedule_id.in_(
+                           sa.select(schedules.c.id).where(*where))).subquery()
+    rows = session.execute(sa.select(ranked.c.schedule_id, ranked.c.status,
+                                     sa.type_coerce(ranked.c.scheduled_for, UTCDateTime))
+                           .where(ranked.c.n <= RECENT).order_by(ranked.c.schedule_id, ranked.c.n))
     newest: dict[int, datetime] = {}
     outcomes: dict[int, list[str]] = defaultdict(list)
     for sid, status, slot in rows:   # newest first within each schedule

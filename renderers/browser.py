@@ -120,8 +120,11 @@ class ChromiumPrinter:
             state.playwright = await async_playwright().start()
         try:
             executable = find_chromium(self.executable_setting, state.playwright.chromium.executable_path)
+            # herald closes its browsers itself (a worker thread's shutdown, the demo's Ctrl-C):
+            # Chromium must not die of a terminal's Ctrl-C under a render in progress.
             state.browser = await state.playwright.chromium.launch(
-                executable_path=executable, args=LAUNCH_ARGS, headless=True)
+                executable_path=executable, args=LAUNCH_ARGS, headless=True,
+                handle_sigint=False, handle_sigterm=False, handle_sighup=False)
         except RenderError as exc:
             self.beacon.failed(str(exc))
             raise
