@@ -1,7 +1,7 @@
 """E-mail delivery throughput: one run to 500 recipients on a local SMTP server.
 
 herald's deliver stage (a Delivery row per recipient claimed before and stamped after
-each send, Message-ID per delivery, one yagmail/SMTP connection) against a plain
+each send, Message-ID per delivery, one SMTP connection) against a plain
 `smtplib` loop sending the same message to the same 500 addresses over one
 connection, with no bookkeeping at all. The report (KPI, chart, table + CSV) is
 queried and rendered once, before anything is timed; each repetition delivers the

@@ -53,6 +53,7 @@ class Letter:
     summary: tuple[tuple[str, str], ...]
     attachments: tuple[Attachment, ...]
     notes: tuple[str, ...] = field(default=())   # e.g. "the CSV was zipped to fit"
+    locale: str = "en"             # the report's: how numbers in the summary and notes read
 
 
 class DeliveryError(Exception):

@@ -3,9 +3,11 @@
 TLS: implicit on port 465 or with MAIL_SMTP_SECURE; on any other port STARTTLS
 whenever the server offers it. The certificate is always verified (against
 MAIL_SMTP_CA_FILE when set), and MAIL_SMTP_PASS is never sent unencrypted unless
-MAIL_SMTP_ALLOW_PLAINTEXT_LOGIN says so. yagmail decides STARTTLS before it
-connects, so herald opens the connection itself and uses yagmail only for
-`prepare_message`, which builds the MIME message from the document files.
+MAIL_SMTP_ALLOW_PLAINTEXT_LOGIN says so.
+
+The message is built with the standard library's `EmailMessage` (see `compose`): a
+plain-text and an HTML part saying the same things, each labelled with the encoding
+it is written in, then the documents read from their files.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email import policy
-from email.utils import parseaddr
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
 from enum import StrEnum
 
 import jinja2
-from yagmail.message import prepare_message
 
-from delivery.base import DeliveryError, Letter, PartSent, Touch
+from delivery.base import Attachment, DeliveryError, Letter, PartSent, Touch
 from models.settings import Settings
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templates"),
@@ -30,6 +34,8 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templat
                                 trim_blocks=True, lstrip_blocks=True)
 _TEXT_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templates"),
                                      autoescape=False, trim_blocks=True, lstrip_blocks=True)
+# Lines end in CRLF on the wire; headers that need it are RFC 2047 encoded (SMTPUTF8 is per recipient).
+_POLICY = policy.SMTP
 
 
 class Encryption(StrEnum):
@@ -94,6 +100,36 @@ def _reply_error(what: str, code: int, reply: bytes | str, channel_wide: bool = 
                          channel_wide=channel_wide)
 
 
+def compose(letter: Letter, sender: Address) -> EmailMessage:
+    """The run's message without To and Message-ID: text and HTML alternatives, then each
+    document as a base64 attachment.
+
+    The text parts are quoted-printable: 7-bit safe for any server, and still readable in
+    the raw message. A document is read whole once, as the message must be serialised
+    whole for `sendmail`; `delivery.fit` has bounded the total beforehand.
+    """
+    message = EmailMessage(policy=_POLICY)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["From"] = sender
+    message["Subject"] = letter.subject
+    message.set_content(_TEXT_TEMPLATES.get_template("email.txt.j2").render(letter=letter),
+                        subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(_TEMPLATES.get_template("email.html.j2").render(letter=letter),
+                            subtype="html", charset="utf-8", cte="quoted-printable")
+    for attachment in letter.attachments:
+        _attach(message, attachment)
+    return message
+
+
+def _attach(message: EmailMessage, attachment: Attachment) -> None:
+    """The document under its own name and media type; a text document (CSV) says it is UTF-8,
+    and is base64 like the rest so that its bytes, CRLFs included, arrive unchanged."""
+    maintype, subtype = attachment.media_type.split("/", 1)
+    params = {"charset": "utf-8"} if maintype == "text" else {}
+    message.add_attachment(attachment.path.read_bytes(), maintype, subtype,
+                           filename=attachment.filename, params=params)
+
+
 class MailSender:
     """An open SMTP channel for one run; connects on the first send, reconnects after a drop."""
 
@@ -153,22 +189,8 @@ class MailSender:
         """Everything but To and Message-ID, serialised once per run and shared by every recipient."""
         body = self._bodies.get(letter.run_id)
         if body is None:
-            html = _TEMPLATES.get_template("email.html.j2").render(letter=letter)
-            # Each file is named as its document; fit_email has bounded their size.
-            files = [str(attachment.path) for attachment in letter.attachments]
-            message = prepare_message(
-                self.from_addr, self.from_name or letter.tenant, {"recipients": [], "To": "-"},
-                letter.subject, [html.replace("\n", " ")], files, None, "utf-8",
-                prettify_html=False, message_id="-")
-            # yagmail's plain-text part is the HTML itself; give text readers real text.
-            plain = message.get_payload(0).get_payload(0)
-            plain.set_payload(_TEXT_TEMPLATES.get_template("email.txt.j2").render(letter=letter),
-                              "utf-8")
-            for part in message.get_payload()[1:]:  # attachments: CSV text is UTF-8, say so
-                if part.get_content_maintype() == "text":
-                    part.set_param("charset", "utf-8")
-            del message["To"], message["Message-ID"]
-            body = self._bodies[letter.run_id] = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            sender = Address(display_name=self.from_name or letter.tenant, addr_spec=self.from_addr)
+            body = self._bodies[letter.run_id] = compose(letter, sender).as_bytes()
         return body
 
     def send(self, delivery_id: int, recipient: str, letter: Letter, sent_parts: Mapping[str, str],

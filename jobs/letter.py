@@ -2,7 +2,8 @@
 
 The same for every recipient and every retry; each channel then fits the
 documents into its own size limit. Documents are spooled to files, never held
-whole in memory; text bound for mail headers is made one line (see `header_text`).
+whole in memory; text bound for mail headers or a line of the message is made one
+line (see `header_text`).
 """
 
 from __future__ import annotations
@@ -69,12 +70,15 @@ def build_letter(session: Session, run: ReportRun, directory: Path) -> Letter:
     stored = run_artifact(session, run.id, QUERY_RESULT)
     results = json.loads(read_content(session, stored.id))["sections"] if stored else []
     summary = kpi_summary(definition, results)
-    summary += [("CSV rows", format_kpi(a.rows)) for a in attachments if a.format == Format.CSV]
+    summary += [("CSV rows", format_kpi(a.rows, definition.locale))
+                for a in attachments if a.format == Format.CSV]
+    # one line per item in the plain-text part, whatever a stored title holds
+    summary = [(header_text(label), header_text(value)) for label, value in summary]
     period = run.scheduled_for.astimezone(zone).date().isoformat()
     return Letter(run_id=run.id, subject=render_subject(schedule.subject, title, period, tenant_name),
                   title=title, tenant=tenant_name, period=period,
                   generated_at=generated.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
-                  summary=tuple(summary), attachments=tuple(attachments))
+                  summary=tuple(summary), attachments=tuple(attachments), locale=definition.locale)
 
 
 def fitted_letter(letter: Letter, channel: Channel, settings: Settings, zipper: Zipper) -> Letter:
@@ -85,5 +89,5 @@ def fitted_letter(letter: Letter, channel: Channel, settings: Settings, zipper: 
         if original.media_type != ZIP_MEDIA_TYPE and fitted.media_type == ZIP_MEDIA_TYPE:
             notes.append(f"{fitted.filename} is zipped to fit the size limit.")
         elif fitted.media_type == ZIP_MEDIA_TYPE and fitted.rows is not None:
-            notes.append(f"{fitted.filename} is zipped ({fitted.rows:,} rows).")
+            notes.append(f"{fitted.filename} is zipped ({format_kpi(fitted.rows, letter.locale)} rows).")
     return replace(letter, attachments=attachments, notes=tuple(notes))
