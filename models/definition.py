@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 import yaml
+from babel import Locale
+from babel.core import UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import InvalidInput
@@ -29,12 +31,24 @@ class _Strict(BaseModel):
 
 
 class ChartSpec(_Strict):
-    """How a chart section maps its columns to a Vega-Lite mark."""
+    """How a chart section maps its columns to a Vega-Lite mark.
 
-    mark: Literal["bar", "line", "area", "point"] = "bar"
+    `x` is the category (or time), `y` the number. `color` splits the rows into series,
+    stacked for bar and area unless `stack: false` (then bars stand side by side and
+    areas overlap). A `pie` (or `arc`) takes its slices' names from `x` and sizes from `y`.
+    """
+
+    mark: Literal["bar", "line", "area", "point", "pie", "arc"] = "bar"
     x: str = Field(min_length=1)
     y: str = Field(min_length=1)
     color: str | None = None
+    stack: bool = True
+
+    @model_validator(mode="after")
+    def _pie_has_no_series(self) -> ChartSpec:
+        if self.mark in ("pie", "arc") and self.color:
+            raise ValueError(f"color is not used by a {self.mark}: x names its slices; remove color")
+        return self
 
 
 class _Section(_Strict):
@@ -129,6 +143,12 @@ class ReportDefinition(_Strict):
     params: dict[str, Scalar] = Field(default_factory=dict)
     sections: list[Section] = Field(default_factory=list)
     csv: CsvSpec | None = None
+    locale: str = "en"  # how numbers and month names read: 62,794,765 (en), 62 794 765 (fr)
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, locale: str) -> str:
+        return str(babel_locale(locale))
 
     @field_validator("slug")
     @classmethod
@@ -162,6 +182,18 @@ class ReportDefinition(_Strict):
         if self.csv is not None:
             found.append(("csv.sql", self.csv.sql))
         return found
+
+
+def babel_locale(code: str) -> Locale:
+    """The Babel locale for `en`, `fr`, `pt-BR` or `pt_BR`; ValueError in one sentence otherwise."""
+    try:
+        locale = Locale.parse(code.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        locale = None
+    # Babel falls back for some parts it does not know (en-ZZZZ reads as en_US): refuse those too.
+    if locale is None or str(locale).lower() != code.replace("-", "_").lower():
+        raise ValueError(f"{code!r} is not a locale herald knows; use a code such as en, fr, de or ru")
+    return locale
 
 
 def bind_names(sql: str) -> set[str]:

@@ -236,7 +236,7 @@ def test_the_demo_delivers_a_report_within_a_minute_and_stops_cleanly(
     assert first_start.admin_health == b"ok"
     assert f"admin: http://127.0.0.1:{demo.ports['admin']}" in output
     assert re.search(r"log in as demo@example\.com with password \S{12,}", output), output
-    kpi = f"{total_views(directory):,}".replace(",", " ")
+    kpi = f"{total_views(directory):,}"
 
     # The Inbox's data: the e-mail to the team with the PDF and the CSV, the PDF in the chat
     messages = list_messages(directory)

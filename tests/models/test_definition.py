@@ -49,8 +49,9 @@ BROKEN = [
     pytest.param(lambda d: d["csv"].pop("sql"), "csv.sql is required", id="csv-without-sql"),
     pytest.param(lambda d: d.pop("params"), "sections[0].sql uses :campaign but params gives it no default; add it to params",
                  id="unbound-parameter"),
-    pytest.param(lambda d: d["sections"][1]["chart"].update(mark="pie"),
-                 "sections[1].chart.mark Input should be 'bar', 'line', 'area' or 'point'", id="bad-mark"),
+    pytest.param(lambda d: d["sections"][1]["chart"].update(mark="donut"),
+                 "sections[1].chart.mark Input should be 'bar', 'line', 'area', 'point', 'pie' or 'arc'",
+                 id="bad-mark"),
     pytest.param(lambda d: d.update(colour="red"), "colour is not a known field", id="typo-field"),
     pytest.param(lambda d: d.update(slug="video-performance\n"),
                  "slug 'video-performance\\n' is not valid; use lowercase letters, digits and hyphens, "
