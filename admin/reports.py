@@ -305,7 +305,7 @@ def download_report(session: Session, viewer: Viewer, report_id: int, fmt: Forma
     try:
         fmt = Format(str(fmt).lower())
     except ValueError:
-        raise InvalidInput(f"Unknown format {fmt!r}; use pdf or csv.") from None
+        raise InvalidInput(f"Unknown format {fmt!r}; use pdf, csv or xlsx.") from None
     report = owned(session, viewer, Report, report_id, "report")
     tenant, definition = _tenant_with_source(session, report), report.parsed()
     if fmt == Format.PDF and not definition.sections:

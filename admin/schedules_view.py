@@ -28,7 +28,7 @@ TABLE_GRID = "sched_table_grid"  # (generation, selection_default) of the grid t
 
 CADENCES = {"daily": "Daily", "weekly": "Weekly (Mondays)", "monthly": "Monthly (the 1st)"}
 TIMINGS = {"cadence": "Cadence preset", "cron": "Cron expression"}
-FORMATS = ("pdf", "csv")
+FORMATS = ("pdf", "csv", "xlsx")
 CHANNELS = ("email", "telegram")
 NOT_RUN = "not run yet"
 STATUSES = ("any", "success", "partial", "failed", "missed", "invalid", NOT_RUN)

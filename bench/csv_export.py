@@ -1,14 +1,19 @@
-"""CSV export of 1,000,000 rows × 12 columns (seed 002's columns) from PostgreSQL.
+"""CSV and XLSX export of 1,000,000 rows × 12 columns (seed 002's columns) from PostgreSQL.
 
 (herald) renderers.csv_export: COPY with formula neutralisation done by the server.
 (raw)    psycopg COPY (…) TO STDOUT WITH (FORMAT csv, HEADER), nothing else.
 (seed)   seed 002's method: LIMIT/OFFSET pages of 1,000 rows through csv.writer. Its
          cost grows with the square of the rows, so it runs until --seed-seconds and
          reports how far it got.
+(xlsx-herald) renderers.xlsx_export: rows streamed through the tenant boundary into
+         XlsxWriter's constant_memory mode, typed cells, timestamps in the tenant's zone.
+(xlsx-raw) XlsxWriter alone in constant_memory mode, `write_row` per row, fed by a plain
+         psycopg cursor's `stream()`; options that keep text as text, timezones dropped.
 Each method runs in its own process; peak RSS is that process's maximum. raw and herald
-alternate --repeat times and report their median run.
+(and xlsx-raw and xlsx-herald) alternate --repeat times and report their median run.
 
     python bench/csv_export.py [--rows 1000000] [--seed-seconds 120] [--repeat 5]
+                               [--only csv|xlsx] [--xlsx-repeat 3]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +39,7 @@ from bench._common import create_database, create_reader, drop_database  # noqa:
 COLUMNS = ["title", "video_url", "platform", "status", "campaign_tag", "channel_username",
            "published_at", "created_at", "views", "likes", "comments", "reposts"]
 QUERY = f"SELECT {', '.join(COLUMNS)} FROM videos ORDER BY id"
+ZONE = ZoneInfo("Europe/Berlin")  # the tenant's timezone, for the XLSX's timestamps
 
 
 def populate(libpq_url: str, rows: int) -> None:
@@ -53,12 +60,32 @@ def populate(libpq_url: str, rows: int) -> None:
         conn.execute("ANALYZE videos")
 
 
-def child(method: str, url: str, limit_seconds: float) -> None:
-    """Run one method in this process; print rows, seconds and peak RSS as JSON."""
-    target = Path(tempfile.mkstemp(suffix=".csv")[1])
-    from renderers.csv_export import export_csv  # imported before the clock starts
+def xlsx_child(method: str, url: str, target: Path) -> int:
+    """Write the rows to the workbook `target` one way or the other; returns the row count."""
+    if method == "xlsx-herald":
+        from renderers.xlsx_export import export_xlsx
 
-    started = time.perf_counter()
+        return export_xlsx(url, QUERY, {}, target, zone=ZONE, timeout_s=3600)
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(target), {
+        "constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+        "remove_timezone": True, "default_date_format": "yyyy-mm-dd hh:mm:ss"})
+    sheet = book.add_worksheet("Data")
+    sheet.write_row(0, 0, COLUMNS)
+    rows = 0
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        for rows, row in enumerate(conn.cursor().stream(QUERY, size=2000), 1):
+            sheet.write_row(rows, 0, row)
+    book.close()
+    return rows
+
+
+def csv_child(method: str, url: str, target: Path, started: float,
+              limit_seconds: float) -> tuple[int, bool]:
+    """Write the CSV `target` one of three ways; returns the rows and whether all were written."""
+    from renderers.csv_export import export_csv
+
     rows, complete = 0, True
     with target.open("wb") as out:
         if method == "herald":
@@ -87,8 +114,29 @@ def child(method: str, url: str, limit_seconds: float) -> None:
                         break
             text.flush()
             text.detach()
+    return rows, complete
+
+
+def child(method: str, url: str, limit_seconds: float) -> None:
+    """Run one method in this process; print rows, seconds (wall and CPU) and peak RSS as JSON."""
+    xlsx = method.startswith("xlsx")
+    target = Path(tempfile.mkstemp(suffix=".xlsx" if xlsx else ".csv")[1])
+    # each method's modules are imported before the clock starts
+    if xlsx:
+        import xlsxwriter  # noqa: F401
+
+        import renderers.xlsx_export  # noqa: F401
+    else:
+        import renderers.csv_export  # noqa: F401
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if xlsx:
+        rows, complete = xlsx_child(method, url, target), True
+    else:
+        rows, complete = csv_child(method, url, target, started, limit_seconds)
     seconds = time.perf_counter() - started
     print(json.dumps({"rows": rows, "seconds": seconds, "complete": complete,
+                      "cpu_seconds": time.process_time() - cpu_started,
                       "bytes": target.stat().st_size,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     target.unlink()
@@ -101,34 +149,21 @@ def run(method: str, url: str, limit_seconds: float) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed-seconds", type=float, default=120)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--child")
-    parser.add_argument("--url")
-    args = parser.parse_args()
-    if args.child:
-        child(args.child, args.url, args.seed_seconds)
-        return
+def median(trials: list[dict]) -> dict:
+    return sorted(trials, key=lambda r: r["seconds"])[len(trials) // 2]
 
-    name, url = create_database()
-    try:
-        populate(url.replace("+psycopg", ""), args.rows)
-        url = create_reader(name)  # what herald is given; raw and seed read as the same role
-        run("raw", url, 0)  # warm the table into the page cache
-        # raw and herald alternate, and each reports its median run; seed 002 runs once (it is slow)
-        trials = {"raw": [], "herald": []}
-        for _ in range(args.repeat):
-            for method in trials:
-                trials[method].append(run(method, url, 0))
-        results = {m: sorted(t, key=lambda r: r["seconds"])[len(t) // 2] for m, t in trials.items()}
-        results["seed"] = run("seed", url, args.seed_seconds)
-    finally:
-        drop_database(name)
 
-    print(f"{args.rows:,} rows × {len(COLUMNS)} columns from PostgreSQL to a CSV file")
+def alternate(methods: tuple[str, ...], url: str, repeat: int) -> dict[str, dict]:
+    """Run the methods in turn `repeat` times; each method's median run."""
+    trials: dict[str, list[dict]] = {m: [] for m in methods}
+    for _ in range(repeat):
+        for method in methods:
+            trials[method].append(run(method, url, 0))
+    return {m: median(t) for m, t in trials.items()}
+
+
+def report_csv(rows: int, results: dict[str, dict]) -> None:
+    print(f"{rows:,} rows × {len(COLUMNS)} columns from PostgreSQL to a CSV file")
     for method, r in results.items():
         rate = r["rows"] / r["seconds"]
         done = "" if r["complete"] else f"  (stopped after {r['seconds']:.0f} s at {r['rows']:,} rows)"
@@ -138,6 +173,52 @@ def main() -> None:
     print(f"  herald / raw COPY: {herald / raw:.2f}  (goal >= 0.8, neutralisation on)")
     print(f"  herald / seed 002 (over the rows it reached): {herald / seed:.1f}x")
     print(f"  herald peak RSS {results['herald']['peak_rss_mb']:.0f} MB (goal <= 150 MB)")
+
+
+def report_xlsx(rows: int, results: dict[str, dict]) -> None:
+    print(f"{rows:,} rows × {len(COLUMNS)} columns from PostgreSQL to an XLSX file")
+    for method, r in results.items():
+        print(f"  {method:<11} {r['rows'] / r['seconds']:>8,.0f} rows/s  {r['seconds']:7.2f} s "
+              f"(CPU {r['cpu_seconds']:6.2f} s)  peak RSS {r['peak_rss_mb']:6.1f} MB  "
+              f"{r['bytes'] / 2**20:6.1f} MiB")
+    herald, raw = results["xlsx-herald"], results["xlsx-raw"]
+    print(f"  herald / XlsxWriter alone: {raw['seconds'] / herald['seconds']:.2f} by wall time, "
+          f"{raw['cpu_seconds'] / herald['cpu_seconds']:.2f} by CPU time  (goal >= 0.8)")
+    print(f"  herald peak RSS {herald['peak_rss_mb']:.0f} MB (goal <= 200 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed-seconds", type=float, default=120)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--xlsx-repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("csv", "xlsx"))
+    parser.add_argument("--child")
+    parser.add_argument("--url")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.url, args.seed_seconds)
+        return
+
+    name, url = create_database()
+    csv_results = xlsx_results = None
+    try:
+        populate(url.replace("+psycopg", ""), args.rows)
+        url = create_reader(name)  # what herald is given; the others read as the same role
+        run("raw", url, 0)  # warm the table into the page cache
+        if args.only != "xlsx":
+            # raw and herald alternate, and each reports its median run; seed 002 runs once (it is slow)
+            csv_results = alternate(("raw", "herald"), url, args.repeat)
+            csv_results["seed"] = run("seed", url, args.seed_seconds)
+        if args.only != "csv":
+            xlsx_results = alternate(("xlsx-raw", "xlsx-herald"), url, args.xlsx_repeat)
+    finally:
+        drop_database(name)
+    if csv_results:
+        report_csv(args.rows, csv_results)
+    if xlsx_results:
+        report_xlsx(args.rows, xlsx_results)
 
 
 if __name__ == "__main__":

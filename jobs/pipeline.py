@@ -150,7 +150,7 @@ def render_job(definition: ReportDefinition, params: dict[str, Any], tenant: Ten
     return RenderJob(definition=definition, results=results, params=params, tenant=tenant.name,
                      datasource_url=tenant.datasource_url or "", generated_at=now.astimezone(zone),
                      period=slot.astimezone(zone).date(), compress=compress,
-                     tenant_key=f"tenant-{tenant.id}")
+                     tenant_key=f"tenant-{tenant.id}", timezone=tenant.timezone)
 
 
 def no_datasource(tenant: Tenant) -> str:

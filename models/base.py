@@ -33,6 +33,7 @@ class Format(StrEnum):
 
     PDF = "pdf"
     CSV = "csv"
+    XLSX = "xlsx"
 
 
 def timestamp(*, index: bool = False, nullable: bool = True, **kwargs: Any) -> Any:

@@ -111,7 +111,7 @@ def parse_formats(formats: Sequence[str]) -> list[str]:
     chosen = list(dict.fromkeys(f.lower() for f in formats)) or [Format.PDF.value]
     for name in chosen:
         if name not in {f.value for f in Format}:
-            raise InvalidInput(f"Unknown format {name!r}; use pdf, csv or both.")
+            raise InvalidInput(f"Unknown format {name!r}; use one or more of pdf, csv and xlsx.")
     return chosen
 
 

@@ -20,3 +20,4 @@ class RenderJob:
     period: date                       # the slot's local date: names the files
     compress: bool = True              # zip a CSV above HERALD_CSV_COMPRESS_ABOVE_BYTES
     tenant_key: str | None = None      # renders for one key may share a browser context
+    timezone: str | None = None        # the tenant's, for timestamps in an XLSX; None: generated_at's

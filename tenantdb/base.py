@@ -12,10 +12,11 @@ import base64
 import datetime as dt
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import sqlalchemy as sa
 
@@ -39,6 +40,13 @@ class QueryResult:
         return self.total > len(self.rows)
 
 
+class RowStream(NamedTuple):
+    """A query's column names and its rows, read from the database as they are consumed."""
+
+    columns: list[str]
+    rows: Iterator[Sequence[Any]]
+
+
 class TenantSource(abc.ABC):
     """A tenant's database, open for one use; every statement is one read-only query."""
 
@@ -57,6 +65,12 @@ class TenantSource(abc.ABC):
     def export_csv(self, sql: str, params: Mapping[str, Any], target: BinaryIO, *,
                    neutralise: bool, max_bytes: int, where: str = "csv.sql") -> int:
         """Write the query's rows as CSV with a header to `target`; returns the row count."""
+
+    @abc.abstractmethod
+    def stream(self, sql: str, params: Mapping[str, Any], *,
+               where: str) -> AbstractContextManager[RowStream]:
+        """The query's rows as the driver loads them (numbers, dates, aware timestamps), one at
+        a time, for a writer that keeps none of them (XLSX); read them inside the `with`."""
 
 
 def bound_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from models.errors import DataSourceUnreachable, QueryError
 from tenantdb import base
-from tenantdb.base import QueryResult, TenantSource
+from tenantdb.base import QueryResult, RowStream, TenantSource
 
 READ_ONLY_SQLSTATE = "25006"
 READ_WRITE_TOO_LATE_SQLSTATE = "25001"  # "transaction read-write mode must be set before any query"
@@ -185,6 +185,19 @@ class PostgresSource(TenantSource):
         except psycopg.Error as exc:
             raise self._fail(exc, where, text, values) from None
         return cur.rowcount
+
+    @contextlib.contextmanager
+    def stream(self, sql: str, params: Mapping[str, Any], *, where: str) -> Iterator[RowStream]:
+        columns = self.columns(sql, params, where=where)
+        text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
+        rows = self.conn.cursor().stream(f"SELECT * FROM (\n{text}\n) AS herald_query", values,
+                                         size=STREAM_ROWS)
+        try:
+            yield RowStream(columns, rows)
+        except psycopg.Error as exc:
+            raise self._fail(exc, where, text, values) from None
+        finally:
+            rows.close()  # a stream left unread is cancelled before the connection is reset
 
     def _neutralising(self, text: str, columns: list[tuple[str, int]], where: str) -> str:
         """The query with every text-like cell that starts like a formula prefixed with `'`."""

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from models.errors import DataSourceUnreachable, QueryError
 from tenantdb import base
-from tenantdb.base import QueryResult, TenantSource
+from tenantdb.base import QueryResult, RowStream, TenantSource
 
 _DIALECT = sqlite_dialect.pysqlite.dialect()
 ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
@@ -103,6 +103,11 @@ class SqliteSource(TenantSource):
     def columns(self, sql: str, params: Mapping[str, Any], *, where: str) -> list[str]:
         with self._statement(sql, params, where) as cursor:
             return [d[0] for d in cursor.description]
+
+    @contextlib.contextmanager
+    def stream(self, sql: str, params: Mapping[str, Any], *, where: str) -> Iterator[RowStream]:
+        with self._statement(sql, params, where) as cursor:
+            yield RowStream([d[0] for d in cursor.description], cursor)
 
     def export_csv(self, sql: str, params: Mapping[str, Any], target: BinaryIO, *,
                    neutralise: bool, max_bytes: int, where: str = "csv.sql") -> int:

@@ -1,5 +1,5 @@
 """Reports: the tenant's reports; the picked one's YAML (edited by editors and admins), a
-preview rendered now and its PDF and CSV on request; and, for editors and admins, a report
+preview rendered now and its PDF, CSV and XLSX on request; and, for editors and admins, a report
 file to upload or paste (a known slug updates that report, a new one creates it).
 
 Widgets and layout only: every read and write is a function of `admin/reports.py`, which
@@ -27,7 +27,13 @@ MONOSPACE = ("<style>.st-key-report_definition textarea, .st-key-report_new_text
              "{font-family: 'DejaVu Sans Mono', ui-monospace, SFMono-Regular, Menlo, Consolas, "
              "monospace; font-size: 0.85rem; line-height: 1.45;}</style>")
 FORMAT_MISSING = {"pdf": "No PDF: this report has no sections.",
-                  "csv": "No CSV: this report has no csv query."}
+                  "csv": "No CSV: this report has no csv query.",
+                  "xlsx": "No XLSX: this report has no csv query."}
+# The downloads offered, each with the format of the report's that it needs: the XLSX holds
+# the csv query's rows. Button keys follow reports_view's pattern ("report_make_xlsx").
+DOWNLOADS = {"pdf": "pdf", "csv": "csv", "xlsx": "csv"}
+MAKE = {**rv.MAKE, "xlsx": "report_make_xlsx"}
+DOWNLOAD = {**rv.DOWNLOAD, "xlsx": "report_download_xlsx"}
 
 
 def saved(result: SavedReport, clear_text: bool = False) -> None:
@@ -105,16 +111,16 @@ def download_tab(report: ReportSummary, version: tuple) -> None:
     st.caption("Made now with the report's default parameters, as `herald export` makes "
                "them; nothing is sent.")
     files = st.session_state.setdefault(rv.FILES, {})
-    for fmt, column in zip(("pdf", "csv"), st.columns(2), strict=True):
+    for (fmt, needs), column in zip(DOWNLOADS.items(), st.columns(len(DOWNLOADS)), strict=True):
         with column:
-            if fmt not in report.formats:
+            if needs not in report.formats:
                 st.caption(FORMAT_MISSING[fmt])
                 continue
             made = files.get(fmt)
             if made is not None and made[0] != version:  # another report, or saved since
                 del files[fmt]
                 made = None
-            if st.button(f"Generate {fmt.upper()}", key=rv.MAKE[fmt]):
+            if st.button(f"Generate {fmt.upper()}", key=MAKE[fmt]):
                 try:
                     with st.spinner(f"Making the {fmt.upper()}…"):
                         document = rv.on_render_thread(download_report, ui.db(), viewer,
@@ -129,7 +135,7 @@ def download_tab(report: ReportSummary, version: tuple) -> None:
             document = made[1]
             st.download_button(f"Download {fmt.upper()}", data=document.content,
                                file_name=document.filename, mime=document.media_type,
-                               key=rv.DOWNLOAD[fmt], on_click="ignore", type="primary")
+                               key=DOWNLOAD[fmt], on_click="ignore", type="primary")
             rows = "" if document.rows is None else f", {document.rows} rows"
             st.caption(f"{document.filename}: {rv.size_text(len(document.content))}{rows}")
 

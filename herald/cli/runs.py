@@ -96,7 +96,7 @@ def runs_command(
 def export_command(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     report: Annotated[str, typer.Option(help="Report slug.")],
-    format: Annotated[str, typer.Option(help="pdf or csv.")],
+    format: Annotated[str, typer.Option(help="pdf, csv or xlsx.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the document.")],
 ) -> None:
     """Render a report now, with its default parameters, to a file."""
@@ -107,7 +107,7 @@ def export_command(
     try:
         fmt = Format(format.lower())
     except ValueError:
-        raise InvalidInput(f"Unknown format {format!r}; use pdf or csv.") from None
+        raise InvalidInput(f"Unknown format {format!r}; use pdf, csv or xlsx.") from None
     document = export_report(tenant, report, fmt, output, utcnow())
     rows = f", {document.rows:,} rows" if document.rows is not None else ""
     typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")

@@ -23,7 +23,7 @@ def schedule_add(
     cadence: Annotated[str | None, typer.Option(help="daily, weekly (Mondays) or monthly (the 1st).")] = None,
     at: Annotated[str | None, typer.Option(help="HH:MM, with --cadence.")] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA timezone; default: the tenant's.")] = None,
-    format: Annotated[list[str], typer.Option(help="pdf and/or csv (repeatable).")] = [],  # noqa: B006
+    format: Annotated[list[str], typer.Option(help="pdf, csv and/or xlsx (repeatable).")] = [],  # noqa: B006
     email: Annotated[list[str], typer.Option(help="E-mail recipient (repeatable).")] = [],  # noqa: B006
     telegram: Annotated[list[str], typer.Option(help="Telegram chat id (repeatable).")] = [],  # noqa: B006
     channel: Annotated[list[str], typer.Option(

@@ -279,8 +279,8 @@ def test_download_csv_has_every_row_and_todays_name(session: Session, world: Wor
     assert pdf.filename in today_names("pdf") and pdf.media_type == "application/pdf"
     assert "Top videos" in pdf_text(pdf.content, tmp_path)
 
-    with pytest.raises(InvalidInput, match=r"^Unknown format 'xlsx'; use pdf or csv\.$"):
-        reports.download_report(session, viewer, world.acme_report, "xlsx")
+    with pytest.raises(InvalidInput, match=r"^Unknown format 'docx'; use pdf, csv or xlsx\.$"):
+        reports.download_report(session, viewer, world.acme_report, "docx")
 
 
 def test_a_report_without_sections_or_csv_says_which_it_lacks(session: Session, world: World,

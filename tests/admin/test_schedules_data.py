@@ -241,7 +241,7 @@ REFUSALS = [
     pytest.param(dict(cadence="hourly"), "Unknown cadence 'hourly'", id="cadence"),
     pytest.param(dict(cadence=None, time=None), "A schedule needs cron or cadence", id="no-timing"),
     pytest.param(dict(timezone="Mars/Olympus"), "Unknown timezone 'Mars/Olympus'", id="timezone"),
-    pytest.param(dict(formats=("xlsx",)), "Unknown format 'xlsx'", id="formats"),
+    pytest.param(dict(formats=("docx",)), "Unknown format 'docx'", id="formats"),
     pytest.param(dict(emails=("not-an-address",)), "'not-an-address' is not a valid e-mail address",
                  id="emails"),
     pytest.param(dict(chats=("@chat",)), "Telegram chat id '@chat' is not numeric", id="chats"),

@@ -35,8 +35,8 @@ def test_export_writes_a_pdf_and_a_csv(cli, db_url: str, hostile_db: str, tmp_pa
 def test_export_refuses_unknown_format_and_report(cli, db_url: str, tmp_path: Path) -> None:
     with session_scope() as session:
         add_tenant(session, "acme", "Acme")
-    bad = cli("export", "--tenant", "acme", "--report", "r", "--format", "xlsx", "-o", tmp_path / "x")
-    assert bad.exit_code == 1 and bad.stderr == "error: Unknown format 'xlsx'; use pdf or csv.\n"
+    bad = cli("export", "--tenant", "acme", "--report", "r", "--format", "docx", "-o", tmp_path / "x")
+    assert bad.exit_code == 1 and bad.stderr == "error: Unknown format 'docx'; use pdf, csv or xlsx.\n"
     missing = cli("export", "--tenant", "acme", "--report", "nope", "--format", "csv", "-o", tmp_path / "x")
     assert missing.exit_code == 1 and "Tenant 'acme' has no report 'nope'" in missing.stderr
     assert not (tmp_path / "x").exists()
