@@ -83,14 +83,16 @@ ORDER BY sr.schedule_id, sr.id
 """
 FALLBACK_SQL = "SELECT channel, address FROM tenant_recipient WHERE tenant_id = %(tenant)s ORDER BY id"
 # The "Last 10" strip: each live schedule's ten newest runs (no test sends), read from the
-# (schedule, slot) index newest first.
+# (schedule, slot) index newest first, one array per schedule.
 RECENT_SQL = """
-SELECT s.id, last.status, last.scheduled_for
+SELECT s.id, last.outcomes, last.slot
 FROM schedule s CROSS JOIN LATERAL (
-    SELECT r.status, r.scheduled_for FROM report_run r
-    WHERE r.schedule_id = s.id AND NOT r.test
-    ORDER BY r.scheduled_for DESC, r.id DESC LIMIT 10) last
-WHERE s.tenant_id = %(tenant)s AND s.deleted_at IS NULL
+    SELECT array_agg(ten.status ORDER BY ten.scheduled_for, ten.id) AS outcomes,
+           max(ten.scheduled_for) AS slot
+    FROM (SELECT r.status, r.scheduled_for, r.id FROM report_run r
+          WHERE r.schedule_id = s.id AND NOT r.test
+          ORDER BY r.scheduled_for DESC, r.id DESC LIMIT 10) ten) last
+WHERE s.tenant_id = %(tenant)s AND s.deleted_at IS NULL AND last.outcomes IS NOT NULL
 """
 RUNS_PER_SCHEDULE = 30
 
