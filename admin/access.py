@@ -45,6 +45,12 @@ class Viewer:
     email: str
     roles: Mapping[int, Role]
 
+    def may(self, tenant_id: int, action: Action) -> bool:
+        """Whether their role in the tenant allows `action` (for showing buttons; the data
+        functions check with `require` whatever the page shows)."""
+        role = self.roles.get(tenant_id)
+        return role is not None and action in ALLOWED[role]
+
 
 def load_viewer(session: Session, user_id: int) -> Viewer:
     """The user with their memberships; an unknown or deactivated user is not found."""

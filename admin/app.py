@@ -12,7 +12,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from admin import auth, ui
-from admin.access import ALLOWED, Action, visible_tenants
+from admin.access import Action, visible_tenants
 from models.db import utcnow
 from models.errors import LoginRefused
 from models.settings import get_settings
@@ -87,7 +87,7 @@ with ui.database() as session:
 
     if tenants:
         ui.set_current(viewer, tenant)
-        manages = Action.MANAGE in ALLOWED[viewer.roles[tenant.id]]
+        manages = viewer.may(tenant.id, Action.MANAGE)
         st.navigation([st.Page(script, title=title, url_path=path, visibility=(
                            "visible" if manages or path not in ADMINS_ONLY else "hidden"))
                        for script, title, path in PAGES]).run()

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from admin.access import ALLOWED, Action, Viewer
+from admin.access import Action, Viewer
 from admin.reports import ReportSummary
 from models.errors import InvalidInput
 from models.tenancy import Tenant
@@ -64,8 +64,7 @@ def on_render_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
 def can_edit(viewer: Viewer, tenant: Tenant) -> bool:
     """Whether the viewer's role in the tenant may change reports (the data functions check
     again; this only decides which widgets to show)."""
-    role = viewer.roles.get(tenant.id)
-    return role is not None and Action.EDIT in ALLOWED[role]
+    return viewer.may(tenant.id, Action.EDIT)
 
 
 def version(tenant: Tenant, summary: ReportSummary) -> tuple[int, int, str]:

@@ -16,7 +16,7 @@ import streamlit as st
 from admin import failures as data
 from admin import history_view as view
 from admin import ui
-from admin.access import ALLOWED, Action
+from admin.access import Action
 from admin.failure_records import FailureGroup
 from admin.schedules_view import when
 from models.errors import HeraldError
@@ -25,7 +25,7 @@ viewer, tenant = ui.current()
 session = ui.db()
 now = view.now()
 zone = ZoneInfo(tenant.timezone)
-can_edit = Action.EDIT in ALLOWED[viewer.roles[tenant.id]]
+can_edit = viewer.may(tenant.id, Action.EDIT)
 state = st.session_state
 
 

@@ -16,7 +16,7 @@ import streamlit as st
 from admin import history as data
 from admin import history_view as view
 from admin import ui
-from admin.access import ALLOWED, Action, Viewer
+from admin.access import Action, Viewer
 from admin.history_records import RunStory
 from models.base import Channel
 from models.db import session_scope
@@ -27,7 +27,7 @@ viewer, tenant = ui.current()
 session = ui.db()
 now = view.now()
 zone = ZoneInfo(tenant.timezone)
-can_edit = Action.EDIT in ALLOWED[viewer.roles[tenant.id]]
+can_edit = viewer.may(tenant.id, Action.EDIT)
 state = st.session_state
 
 

@@ -16,7 +16,7 @@ import streamlit as st
 
 from admin import members as data
 from admin import ui
-from admin.access import ALLOWED, Action
+from admin.access import Action
 from admin.schedules_view import change_text, viewer_zone, when
 from models.db import utcnow
 from models.errors import HeraldError
@@ -38,7 +38,7 @@ zone = viewer_zone(st.context.timezone)
 fresh = st.session_state.get(GENERATION, 0)
 
 st.title("Members")
-if Action.MANAGE not in ALLOWED[viewer.roles[tenant.id]]:
+if not viewer.may(tenant.id, Action.MANAGE):
     st.info(NOT_ADMIN)
     st.stop()
 

@@ -17,14 +17,14 @@ import streamlit as st
 from admin import cron_helper, ui
 from admin import schedules as data
 from admin import schedules_view as view
-from admin.access import ALLOWED, Action
+from admin.access import Action
 from admin.schedule_records import SentRun
 from models.errors import HeraldError
 
 viewer, tenant = ui.current()
 session = ui.db()
 now = view.now()
-can_edit = Action.EDIT in ALLOWED[viewer.roles[tenant.id]]
+can_edit = viewer.may(tenant.id, Action.EDIT)
 zone_names = sorted(zoneinfo.available_timezones())
 
 
