@@ -23,7 +23,7 @@ import yaml
 from sqlmodel import Session, select
 
 from admin.access import Action, Viewer, owned, require
-from jobs.pipeline import no_datasource, query_sections, render_job
+from jobs.pipeline import export_params, no_datasource, query_sections, render_job
 from models import catalog
 from models.base import Format
 from models.db import utcnow
@@ -201,7 +201,8 @@ def preview_report(session: Session, viewer: Viewer, report_id: int, rows: int =
     total = None
     if definition.csv is not None:
         with open_source(tenant.datasource_url, get_settings().query_timeout_seconds) as source:
-            result = source.query(definition.csv.sql, definition.params, cap=rows, where="csv.sql")
+            params = export_params(definition, tenant.timezone, now)
+            result = source.query(definition.csv.sql, params, cap=rows, where="csv.sql")
         columns, first, total = result.columns, result.rows, result.total
     return Preview(pdf=pdf, pdf_filename=filename, pages=pages, note=note, csv_columns=columns,
                    csv_rows=first, csv_total=total)
@@ -329,8 +330,9 @@ def _tenant_with_source(session: Session, report: Report) -> Tenant:
 
 def _render(definition: ReportDefinition, tenant: Tenant, fmt: Format, now: datetime,
             directory: Path) -> Document:
-    """One document in `directory`, made as `jobs.pipeline.export_report` makes it."""
-    params = dict(definition.params)
+    """One document in `directory`, made as `jobs.pipeline.export_report` makes it (for the
+    latest complete period as of `now`)."""
+    params = export_params(definition, tenant.timezone, now)
     results = query_sections(tenant.datasource_url, definition, params) if fmt == Format.PDF else []
     job = render_job(definition, params, tenant, tenant.timezone, results, now, now, compress=False)
     return RENDERERS[fmt](job, directory)

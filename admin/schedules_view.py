@@ -33,7 +33,7 @@ CHANNELS = ("email", "telegram")
 NOT_RUN = "not run yet"
 STATUSES = ("any", "success", "partial", "failed", "missed", "invalid", NOT_RUN)
 SORTS = ("Id", "Next fire", "Report", "Last status")
-PLACEHOLDERS = "{title} {date} {tenant}"
+PLACEHOLDERS = "{title} {date} {period} {tenant}"
 
 
 def now() -> datetime:

@@ -20,6 +20,7 @@ from delivery.fit import Zipper, fit
 from models.artifacts import QUERY_RESULT, copy_content, read_content, run_artifact
 from models.base import Channel, Format
 from models.db import utcnow
+from models.periods import from_params
 from models.reports import Report
 from models.runs import Artifact, ReportRun
 from models.schedules import Schedule
@@ -35,11 +36,14 @@ def header_text(text: str) -> str:
     return one_line(text)
 
 
-def render_subject(template: str | None, title: str, period: str, tenant: str) -> str:
-    """The schedule's subject with {title}, {date} and {tenant} filled in; a default without one."""
+def render_subject(template: str | None, title: str, period: str, tenant: str,
+                   reporting: str | None = None) -> str:
+    """The schedule's subject with {title}, {date}, {tenant} and {period} filled in; a default
+    without one. {period} is the reporting period ("23 Nov 2026"), else the slot's date."""
     if not template:
         return header_text(f"{title} — {period}")
-    filled = template.replace("{title}", title).replace("{date}", period).replace("{tenant}", tenant)
+    filled = (template.replace("{title}", title).replace("{date}", period).replace("{tenant}", tenant)
+              .replace("{period}", reporting or period))
     return header_text(filled)
 
 
@@ -68,14 +72,19 @@ def build_letter(session: Session, run: ReportRun, directory: Path) -> Letter:
         attachments.append(spool_document(session, artifact, fmt, directory))
         generated = artifact.created_at
     stored = run_artifact(session, run.id, QUERY_RESULT)
-    results = json.loads(read_content(session, stored.id))["sections"] if stored else []
-    summary = kpi_summary(definition, results)
+    content = json.loads(read_content(session, stored.id)) if stored else {}
+    results = content.get("sections", [])
+    reporting = from_params(content.get("params", {}), zone)
+    summary = [("Period", reporting.label)] if reporting and definition.uses_period() else []
+    summary += kpi_summary(definition, results)
     summary += [("CSV rows", format_kpi(a.rows, definition.locale))
                 for a in attachments if a.format == Format.CSV]
     # one line per item in the plain-text part, whatever a stored title holds
     summary = [(header_text(label), header_text(value)) for label, value in summary]
     period = run.scheduled_for.astimezone(zone).date().isoformat()
-    return Letter(run_id=run.id, subject=render_subject(schedule.subject, title, period, tenant_name),
+    subject = render_subject(schedule.subject, title, period, tenant_name,
+                             reporting.label if reporting else None)
+    return Letter(run_id=run.id, subject=subject,
                   title=title, tenant=tenant_name, period=period,
                   generated_at=generated.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
                   summary=tuple(summary), attachments=tuple(attachments), locale=definition.locale)

@@ -31,7 +31,8 @@ from models.artifacts import (
 from models.base import Format
 from models.db import get_engine, session_scope, utcnow
 from models.definition import ChartSection, KpiSection, ReportDefinition, TableSection
-from models.errors import QueryError, RenderError
+from models.errors import InvalidInput, QueryError, RenderError
+from models.periods import Period, explicit, from_params, latest_complete, period_for
 from models.reports import Report
 from models.runs import ReportRun, RunStatus, announce, run_change
 from models.schedules import Schedule
@@ -111,6 +112,12 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             definition = report.parsed()
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url
+            slot = session.get(ReportRun, run_id).scheduled_for
+        try:
+            period = slot_period(schedule, definition, slot)
+        except InvalidInput as exc:
+            finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
+            return None
         if not datasource:
             finish_run(run_id, RunStatus.FAILED, utcnow(), no_datasource(tenant))
             return None
@@ -119,16 +126,29 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             sections = []
             if Format.PDF in schedule.formats:
                 with metrics.QUERY_SECONDS.time():
-                    sections = query_sections(datasource, definition, params)
+                    sections = query_sections(datasource, definition, with_period(params, period))
         except QueryError as exc:
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
             return None
         with session_scope() as session:
-            content = json.dumps({"params": params, "sections": sections}).encode()
+            # The period is stored with the parameters: rendering and the letter read the same one.
+            stored = {**params, **{k: v.isoformat() for k, v in with_period({}, period).items()}}
+            content = json.dumps({"params": stored, "sections": sections}).encode()
             store_artifact(session, run_id=run_id, kind=QUERY_RESULT, filename=f"run-{run_id}.json",
                            media_type="application/json", source=content, now=utcnow())
         metrics.ARTIFACT_BYTES.labels(QUERY_RESULT).inc(len(content))
     return RENDER
+
+
+def slot_period(schedule: Schedule, definition: ReportDefinition, slot: datetime) -> Period | None:
+    """The period a slot reports on: the report's `period:`, else the schedule's natural one."""
+    return period_for(slot, schedule.timezone, cadence=schedule.cadence, cron_expr=schedule.cron,
+                      kind=definition.period)
+
+
+def with_period(params: dict[str, Any], period: Period | None) -> dict[str, Any]:
+    """The query parameters with :period_start and :period_end bound (they win over params)."""
+    return {**params, **period.params()} if period else params
 
 
 def _status(run_id: int) -> RunStatus | None:
@@ -167,7 +187,8 @@ def render_stage(run_id: int) -> bool:
             run = session.get(ReportRun, run_id)
             schedule, report, tenant = _load(session, run_id)
             stored = json.loads(read_content(session, run_artifact(session, run_id, QUERY_RESULT).id))
-            job = render_job(report.parsed(), stored["params"], tenant, schedule.timezone,
+            params = with_period(stored["params"], from_params(stored["params"], ZoneInfo(schedule.timezone)))
+            job = render_job(report.parsed(), params, tenant, schedule.timezone,
                              stored["sections"], run.scheduled_for, utcnow())
             formats = [Format(f) for f in schedule.formats]
         try:
@@ -200,8 +221,10 @@ def deliver_stage(run_id: int) -> None:
 
 
 def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
-                  now: datetime) -> Document:
-    """Render a report on demand with its default parameters, outside any schedule."""
+                  now: datetime, bounds: tuple[datetime, datetime] | None = None) -> Document:
+    """Render a report on demand with its default parameters, outside any schedule: for the
+    period [start, end) in `bounds` (naive times in the tenant's timezone), or else the latest
+    complete one as of `now` (see `latest_complete`)."""
     from models.catalog import get_report, get_tenant
 
     with session_scope() as session:
@@ -210,14 +233,25 @@ def export_report(tenant_slug: str, report_slug: str, fmt: Format, target: Path,
         definition = report.parsed()
     if not tenant.datasource_url:
         raise QueryError(no_datasource(tenant))
-    results = query_sections(tenant.datasource_url, definition, definition.params) if fmt == Format.PDF else []
-    job = render_job(definition, dict(definition.params), tenant, tenant.timezone, results, now, now,
-                     compress=False)
+    params = export_params(definition, tenant.timezone, now, bounds)
+    results = query_sections(tenant.datasource_url, definition, params) if fmt == Format.PDF else []
+    job = render_job(definition, params, tenant, tenant.timezone, results, now, now, compress=False)
     with tempfile.TemporaryDirectory(prefix="herald-export-") as directory:
         document = RENDERERS[fmt](job, Path(directory))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(document.path, target)
     return replace(document, path=target)
+
+
+def export_params(definition: ReportDefinition, timezone: str, now: datetime,
+                  bounds: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+    """A report's parameters outside any schedule (export, preview, download): its defaults,
+    and the period in `bounds` or else the latest complete one as of `now`."""
+    if bounds is not None:
+        period = explicit(*bounds, timezone)
+    else:
+        period = latest_complete(now, timezone, definition.period)
+    return with_period(dict(definition.params), period)
 
 
 def run_pipeline(run_id: int) -> None:

@@ -18,6 +18,8 @@ from babel.core import UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import InvalidInput
+from models.periods import PARAM_NAMES as PERIOD_PARAMS
+from models.periods import PERIOD_KINDS
 from models.text import NOT_ONE_LINE, has_control_character
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -144,6 +146,15 @@ class ReportDefinition(_Strict):
     sections: list[Section] = Field(default_factory=list)
     csv: CsvSpec | None = None
     locale: str = "en"  # how numbers and month names read: 62,794,765 (en), 62 794 765 (fr)
+    # What :period_start/:period_end cover; None lets the schedule decide (daily → previous_day).
+    period: str | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _known_period(cls, period: str | None) -> str | None:
+        if period is not None and period not in PERIOD_KINDS:
+            raise ValueError(f"{period!r} is not a period herald knows; use one of {', '.join(PERIOD_KINDS)}")
+        return period
 
     @field_validator("locale")
     @classmethod
@@ -169,12 +180,19 @@ class ReportDefinition(_Strict):
         if not self.sections and self.csv is None:
             raise ValueError("a report needs at least one section or a csv query")
         for where, sql in self.queries():
-            missing = sorted(bind_names(sql) - set(self.params))
+            if self.period == "none" and bind_names(sql) & set(PERIOD_PARAMS):
+                raise ValueError(f"{where} uses :period_start or :period_end but period is none; "
+                                 f"remove `period: none` or the parameter")
+            missing = sorted(bind_names(sql) - set(self.params) - set(PERIOD_PARAMS))
             if missing:
                 raise ValueError(
                     f"{where} uses :{missing[0]} but params gives it no default; add it to params"
                 )
         return self
+
+    def uses_period(self) -> bool:
+        """True when some query binds :period_start or :period_end (the report covers a period)."""
+        return any(bind_names(sql) & set(PERIOD_PARAMS) for _, sql in self.queries())
 
     def queries(self) -> list[tuple[str, str]]:
         """Each query with the field path that holds it."""

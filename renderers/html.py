@@ -9,6 +9,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from models.definition import ChartSection, ReportDefinition
+from models.periods import PARAM_NAMES as PERIOD_PARAMS
+from models.periods import from_params
 from renderers.charts import chart_spec, chart_svg
 from renderers.numbers import format_cell, format_number, format_value, is_number
 
@@ -71,8 +73,11 @@ def render_html(definition: ReportDefinition, results: list[dict[str, Any]], *, 
                 params: dict[str, Any], generated_at: datetime, zone: tzinfo | None = None) -> str:
     """The report's page. Tables and charts show times in `zone` (the tenant's timezone), or
     without one in `generated_at`'s (aware, the schedule's timezone)."""
+    period = from_params(params, generated_at.tzinfo) if definition.uses_period() else None
+    shown = {name: value for name, value in params.items() if name not in PERIOD_PARAMS}
     return _env.get_template("report.html.j2").render(
-        title=definition.title, tenant=tenant, params=params, lang=definition.locale.replace("_", "-"),
+        title=definition.title, tenant=tenant, params=shown, lang=definition.locale.replace("_", "-"),
+        period=period.label if period else None,
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M %Z (UTC%z)"),
         groups=section_groups(definition, results, zone or generated_at.tzinfo),
     )

@@ -80,7 +80,13 @@ def bound_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def compile_params(sql: str, params: Mapping[str, Any], dialect: sa.Dialect) -> tuple[str, Any]:
     """`:name` parameters in the driver's own placeholder style, still bound by the driver."""
-    compiled = sa.text(sql).bindparams(**bound_params(sql, params)).compile(dialect=dialect)
+    bound = bound_params(sql, params)
+    if dialect.name == "sqlite":
+        # SQLite has no timestamp type: an aware datetime (a reporting period) is bound as
+        # ISO text with its offset, '2026-11-23 00:00:00-05:00', which SQLite's datetime() reads.
+        bound = {name: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v
+                 for name, v in bound.items()}
+    compiled = sa.text(sql).bindparams(**bound).compile(dialect=dialect)
     if compiled.positiontup is not None:
         return compiled.string, [compiled.params[name] for name in compiled.positiontup]
     return compiled.string, dict(compiled.params)

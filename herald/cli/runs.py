@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +99,11 @@ def export_command(
     report: Annotated[str, typer.Option(help="Report slug.")],
     format: Annotated[str, typer.Option(help="pdf, csv or xlsx.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the document.")],
+    period_start: Annotated[str | None, typer.Option(
+        help="Start of the reporting period (:period_start), an ISO date or time; naive times are "
+             "in the tenant's timezone. Default: the latest complete period.")] = None,
+    period_end: Annotated[str | None, typer.Option(
+        help="End of the reporting period (:period_end, exclusive); give it with --period-start.")] = None,
 ) -> None:
     """Render a report now, with its default parameters, to a file."""
     from jobs.pipeline import export_report
@@ -108,6 +114,26 @@ def export_command(
         fmt = Format(format.lower())
     except ValueError:
         raise InvalidInput(f"Unknown format {format!r}; use pdf, csv or xlsx.") from None
-    document = export_report(tenant, report, fmt, output, utcnow())
+    bounds = period_bounds(period_start, period_end)
+    document = export_report(tenant, report, fmt, output, utcnow(), bounds)
     rows = f", {document.rows:,} rows" if document.rows is not None else ""
     typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")
+
+
+def period_bounds(start: str | None, end: str | None) -> tuple[datetime, datetime] | None:
+    """--period-start/--period-end as datetimes (a date is its midnight), or None for neither."""
+    from models.errors import InvalidInput
+
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise InvalidInput("Give both --period-start and --period-end, or neither for the latest "
+                           "complete period.")
+    bounds = []
+    for option, text in (("--period-start", start), ("--period-end", end)):
+        try:
+            bounds.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            raise InvalidInput(f"{option} {text!r} is not an ISO date or time; write e.g. 2026-11-23 "
+                               f"or 2026-11-23T09:00.") from None
+    return bounds[0], bounds[1]

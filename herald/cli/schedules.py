@@ -30,7 +30,7 @@ def schedule_add(
         help="email and/or telegram (repeatable); default: the channels of the recipients given, "
              "else both with the tenant's recipients.")] = [],  # noqa: B006
     subject: Annotated[str | None, typer.Option(
-        help="E-mail subject; {title}, {date} and {tenant} are filled in.")] = None,
+        help="E-mail subject; {title}, {date}, {period} and {tenant} are filled in.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     json_out: JsonOption = False,
 ) -> None:

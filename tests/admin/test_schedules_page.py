@@ -155,7 +155,7 @@ def test_create_with_the_live_helper_edit_pause_resume(session: Session, world) 
     assert at.selectbox(key="form_timezone").value == "Europe/Berlin"  # the tenant's
     assert "tenant fallback: ops@acme.example" in shown(at.main)
     assert "At most 20 recipients" in shown(at.main)
-    assert "{title} {date} {tenant}" in shown(at.main)
+    assert "{title} {date} {period} {tenant}" in shown(at.main)
     assert at.text_input(key="form_param.video-performance.campaign").value == "Campaign A"
 
     set_daily_0230_new_york(at)
