@@ -192,3 +192,19 @@ def redis_namespace(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) 
     if keys:
         redis_client.delete(*keys)
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def redis_broker(redis_namespace: str):
+    """herald's Redis broker, built from the settings under the private namespace and installed
+    as Dramatiq's broker for the test (the previous one is put back)."""
+    import dramatiq
+
+    from jobs.broker import build_broker
+
+    previous = dramatiq.get_broker()
+    broker = build_broker(get_settings())
+    dramatiq.set_broker(broker)
+    yield broker
+    dramatiq.set_broker(previous)
+    broker.close()

@@ -8,7 +8,9 @@ Layout only: every read and write is a function of `admin/failures.py` on `ui.db
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import streamlit as st
@@ -29,9 +31,16 @@ can_edit = viewer.may(tenant.id, Action.EDIT)
 state = st.session_state
 
 
-def acted(messages: list[tuple[str, str]]) -> None:
-    """Show `messages` after the rerun that follows an action."""
-    state[view.FAILURES_FLASH] = messages
+def act(action: Callable[[], Any], messages: Callable[[Any], list[tuple[str, str]]]) -> None:
+    """Run a group's action and show what it did (or its one-sentence refusal) after the
+    rerun that follows."""
+    try:
+        done = action()
+    except HeraldError as exc:
+        session.rollback()
+        state[view.FAILURES_FLASH] = [("error", str(exc))]
+    else:
+        state[view.FAILURES_FLASH] = messages(done)
     st.rerun()
 
 
@@ -49,26 +58,16 @@ def group_view(group: FailureGroup, since: datetime, until: datetime) -> None:
         if pause.button("Pause the affected schedules", key=f"pause_{group.key}",
                         disabled=not stoppable, width="stretch",
                         help=f"Pauses {stoppable} schedule(s) until someone resumes them."):
-            try:
-                result = data.pause_affected(session, viewer, tenant.id, group.key, since=since,
-                                             until=until, now=now)
-            except HeraldError as exc:
-                session.rollback()
-                acted([("error", str(exc))])
-            else:
-                acted([view.pause_message(result)])
+            act(lambda: data.pause_affected(session, viewer, tenant.id, group.key, since=since,
+                                            until=until, now=now),
+                lambda result: [view.pause_message(result)])
         if resend.button("Resend failed", key=f"resend_{group.key}", disabled=not group.open_runs,
                          width="stretch",
                          help=f"Sends the failed deliveries of {group.open_runs} partial or failed "
                               f"run(s) again, and only those."):
-            try:
-                resends = data.resend_group(session, viewer, tenant.id, group.key, since=since,
-                                            until=until, now=now)
-            except HeraldError as exc:
-                session.rollback()
-                acted([("error", str(exc))])
-            else:
-                acted(view.group_resend_messages(resends))
+            act(lambda: data.resend_group(session, viewer, tenant.id, group.key, since=since,
+                                          until=until, now=now),
+                view.group_resend_messages)
 
 
 st.title("Failures")

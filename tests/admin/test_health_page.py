@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import dramatiq
 import pytest
 from dramatiq import Message
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from admin import health_view
-from jobs.broker import build_broker
 from models import catalog, scheduling
 from models.definition import parse_definition
 from models.health import RenderBrowserBeacon, record_tick
@@ -151,16 +149,6 @@ def test_a_healthy_herald_says_so(session: Session) -> None:
         "Healthy: the tick is on time, nothing is due or stuck, no channel is failing."]
     assert not at.error and not at.main.get("page_link")
     assert "0 runs due from 0 schedules (all tenants)." in shown(at.main)
-
-
-@pytest.fixture
-def redis_broker(redis_namespace: str):
-    previous = dramatiq.get_broker()
-    broker = build_broker(get_settings())
-    dramatiq.set_broker(broker)
-    yield broker
-    dramatiq.set_broker(previous)
-    broker.close()
 
 
 def test_with_redis_the_queues_and_render_browsers_show(world, redis_broker, redis_namespace,

@@ -10,12 +10,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import dramatiq
 import pytest
 import sqlalchemy as sa
 from dramatiq import Message
 
-from jobs.broker import build_broker
 from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
 from jobs.tick import tick
 from models.db import session_scope
@@ -126,16 +124,6 @@ def test_failure_rate_per_channel_matches_the_deliveries(db_url: str) -> None:
     assert (failures["email"].sent, failures["email"].failed, failures["email"].failure_rate) == (3, 1, 0.25)
     assert (failures["telegram"].sent, failures["telegram"].failed, failures["telegram"].pending,
             failures["telegram"].failure_rate) == (2, 0, 1, 0.0)
-
-
-@pytest.fixture
-def redis_broker(redis_namespace: str):
-    previous = dramatiq.get_broker()
-    broker = build_broker(get_settings())
-    dramatiq.set_broker(broker)
-    yield broker
-    dramatiq.set_broker(previous)
-    broker.close()
 
 
 def test_queue_depths_show_the_enqueued_messages(redis_broker, db_url: str, cli) -> None:
