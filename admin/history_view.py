@@ -52,7 +52,7 @@ WINDOWS = {1: "Last 24 hours", 7: "Last 7 days", 30: "Last 30 days", 90: "Last 9
 DEFAULT_WINDOW = 7
 # Fixed colours, so a status reads the same on every chart whatever statuses it holds.
 STATUS_COLOURS = {"success": "#2e9e44", "partial": "#f0a202", "failed": "#d64545",
-                  "missed": "#9e9e9e", "queued": "#7aa6d8", "running": "#3a6fb0"}
+                  "skipped": "#5b8def", "missed": "#9e9e9e", "queued": "#7aa6d8", "running": "#3a6fb0"}
 ANY = None
 
 
@@ -117,9 +117,9 @@ def runs_table(rows: Sequence[RunRow], zone: ZoneInfo) -> pd.DataFrame:
         [{"Run": r.id, "Slot": when(r.scheduled_for.astimezone(zone)), "Report": r.report_title,
           "Schedule": r.schedule_id, "Kind": kind_of(r.manual, r.test), "Status": r.status,
           "Sent": r.sent, "Failed": r.failed, "Pending": r.pending, "Attempts": r.attempts,
-          "Error": r.error or ""} for r in rows],
+          "Error or reason": r.error or ""} for r in rows],
         columns=["Run", "Slot", "Report", "Schedule", "Kind", "Status", "Sent", "Failed",
-                 "Pending", "Attempts", "Error"])
+                 "Pending", "Attempts", "Error or reason"])
 
 
 def outcomes_chart(outcomes: Sequence[DayOutcome], days: Sequence[date] | None = None) -> alt.Chart:

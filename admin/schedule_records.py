@@ -64,6 +64,8 @@ class ScheduleValues:
     subject: str | None = None         # {title}, {date} and {tenant} are filled in
     params: Mapping[str, Any] = field(default_factory=dict)
     paused: bool = False
+    send_if: str | None = None         # always or rows; None follows the report's send_if
+    spread_seconds: int | None = None  # None follows the tenant's spread
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def save_schedule(session: Session, viewer: Viewer, tenant_id: int, values: Sche
         cron_expr=values.cron or None, cadence=values.cadence or None, at=values.time or None,
         timezone=values.timezone or None, formats=list(values.formats), emails=list(values.emails),
         chats=list(values.chats), channels=list(values.channels), subject=values.subject,
-        params=dict(values.params), actor=viewer.email)
+        params=dict(values.params), actor=viewer.email, send_if=values.send_if,
+        spread_seconds=values.spread_seconds)
     if schedule is None:
         schedule = scheduling.add_schedule(session, tenant, values.report, now=now,
                                            active=not values.paused, **fields)
@@ -250,7 +251,8 @@ def _schedule_values(session: Session, schedule: Schedule, report: str | None) -
         formats=tuple(schedule.formats), channels=tuple(schedule.channels),
         emails=tuple(r.address for r in own if r.channel == Channel.EMAIL),
         chats=tuple(r.address for r in own if r.channel == Channel.TELEGRAM),
-        subject=schedule.subject, params=dict(schedule.params), paused=not schedule.active)
+        subject=schedule.subject, params=dict(schedule.params), paused=not schedule.active,
+        send_if=schedule.send_if, spread_seconds=schedule.spread_seconds)
 
 
 def _param_fields(report: Report, values: Mapping[str, Any]) -> tuple[ParamField, ...]:

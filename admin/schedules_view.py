@@ -17,6 +17,7 @@ import pandas as pd
 from admin.cron_helper import CronPreview
 from admin.schedules import Change, ParamField, ScheduleForm, ScheduleRow, ScheduleValues, SentRun
 from models import db
+from models.errors import InvalidInput
 
 # Session-state keys the page keeps between runs (widget keys are spelled out in the page).
 FORM = "sched_form"  # while the form is open: {"id": schedule id or None (new), "tenant": id,
@@ -31,9 +32,12 @@ TIMINGS = {"cadence": "Cadence preset", "cron": "Cron expression"}
 FORMATS = ("pdf", "csv", "xlsx")
 CHANNELS = ("email", "telegram")
 NOT_RUN = "not run yet"
-STATUSES = ("any", "success", "partial", "failed", "missed", "invalid", NOT_RUN)
+STATUSES = ("any", "success", "partial", "failed", "skipped", "missed", "invalid", NOT_RUN)
 SORTS = ("Id", "Next fire", "Report", "Last status")
 PLACEHOLDERS = "{title} {date} {period} {tenant}"
+REPORT_SEND_IF = "report"  # the form's choice for "as the report says"
+SEND_IF_CHOICES = {REPORT_SEND_IF: "As the report says", "always": "Always",
+                   "rows": "Only when the CSV query returns rows"}
 
 
 def now() -> datetime:
@@ -79,10 +83,10 @@ def sort_rows(rows: Sequence[ScheduleRow], by: str) -> list[ScheduleRow]:
 
 
 # The "Last 10" strip: one mark per run, oldest first; anything else (queued, running) is ❔.
-OUTCOME_MARKS = {"success": "🟢", "partial": "🟠", "failed": "🔴", "missed": "⚪"}
+OUTCOME_MARKS = {"success": "🟢", "partial": "🟠", "failed": "🔴", "skipped": "🔵", "missed": "⚪"}
 OTHER_MARK = "❔"
 STRIP_LEGEND = ("Last 10: the last ten runs (test sends aside), oldest first: 🟢 success · "
-                "🟠 partial · 🔴 failed · ⚪ missed · ❔ queued, running or other. "
+                "🟠 partial · 🔴 failed · 🔵 skipped (send_if not met) · ⚪ missed · ❔ queued, running or other. "
                 "⚠ marks a schedule that is failing, flagged invalid or paused by herald.")
 
 
@@ -256,6 +260,8 @@ def form_start(form: ScheduleForm) -> dict[str, Any]:
         "form_channels": [c for c in v.channels if c in CHANNELS],
         "form_emails": "\n".join(v.emails), "form_chats": "\n".join(v.chats),
         "form_subject": v.subject or "", "form_paused": v.paused,
+        "form_send_if": v.send_if or REPORT_SEND_IF,
+        "form_spread": "" if v.spread_seconds is None else str(v.spread_seconds),
         **{param_key(v.report, p.name): param_start(p) for p in form.params},
     }
 
@@ -285,7 +291,21 @@ def form_values(state: Mapping[str, Any], params: Sequence[ParamField]) -> Sched
         formats=tuple(state.get("form_formats") or ()), channels=tuple(state.get("form_channels") or ()),
         emails=lines(state.get("form_emails")), chats=lines(state.get("form_chats")),
         subject=(state.get("form_subject") or "").strip() or None,
-        params=values, paused=bool(state.get("form_paused")))
+        params=values, paused=bool(state.get("form_paused")),
+        send_if=None if state.get("form_send_if", REPORT_SEND_IF) == REPORT_SEND_IF else state["form_send_if"],
+        spread_seconds=spread_value(state.get("form_spread")))
+
+
+def spread_value(text: str | None) -> int | None:
+    """The spread field: empty follows the tenant; otherwise whole seconds (checked on save)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f"The spread {text!r} is not a whole number of seconds; give e.g. 300, "
+                           f"or leave it empty to follow the tenant.") from None
 
 
 # --- what a send says --------------------------------------------------------------------------

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
 from periodiq import cron
 
 from jobs import pipeline
+from jobs.enqueue import send_many
 from jobs.shards import query_queue, shard_for
 from jobs.tick import QueuedRun, tick
 from models.db import utcnow
@@ -40,27 +40,26 @@ def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
     """Send each run's query stage to its tenant's shard queue on the installed broker, whatever
     it is: `herald demo` runs Dramatiq workers on the in-process broker and enqueues this way."""
     shards = get_settings().shards
-    broker = dramatiq.get_broker()
-    messages = [query_stage.message(run_id).copy(queue_name=query_queue(shard_for(tenant_id, shards)))
-                for run_id, tenant_id in runs]
-    if len(messages) < _PARALLEL_FROM:
-        for message in messages:
-            broker.enqueue(message)
-        return
-    # One broker round trip per message: overlap them (the Redis client's pool is thread-safe).
-    with ThreadPoolExecutor(max_workers=_ENQUEUE_THREADS, thread_name_prefix="enqueue") as pool:
-        list(pool.map(broker.enqueue, messages))
+    queues = {}  # tenant id -> its shard's queue (rendezvous hashing costs a hash per shard)
+    calls = []
+    for run_id, tenant_id in runs:
+        if tenant_id not in queues:
+            queues[tenant_id] = query_queue(shard_for(tenant_id, shards))
+        calls.append((queues[tenant_id], (run_id,)))
+    send_many(dramatiq.get_broker(), query_stage, calls)
 
 
-_PARALLEL_FROM = 32
-_ENQUEUE_THREADS = 8
+# A tick that has used this share of its time limit hands the rest to a continuation.
+TICK_BUDGET_SHARE = 0.5
 
 
 @dramatiq.actor(queue_name="tick", periodic=cron("* * * * *"), max_retries=0,
                 time_limit=50_000)
 def tick_actor() -> None:
-    """Every minute (periodiq): claim due schedules, recover stale runs. Safe to run twice."""
-    tick(utcnow(), dispatch_runs)
+    """Every minute (periodiq): claim due schedules, recover stale runs. Safe to run twice, and
+    to run alongside its own continuation: each claims what the others have not locked."""
+    budget_s = tick_actor.options["time_limit"] / 1000 * TICK_BUDGET_SHARE
+    tick(utcnow(), dispatch_runs, budget_s=budget_s, hand_over=tick_actor.send)
 
 
 @dramatiq.actor(queue_name=query_queue(get_settings().shards[0]), max_retries=3,

@@ -81,7 +81,9 @@ def failed_in_a_row(session: Session, schedule_id: int, count: int) -> list[int]
     FAILED; None when there are fewer, or one of them did not fail."""
     last = session.execute(
         sa.select(RUNS.c.id, RUNS.c.status)
-        .where(RUNS.c.schedule_id == schedule_id, RUNS.c.test.is_(False))
+        # A skipped run (send_if not met) neither breaks nor extends a streak of failures.
+        .where(RUNS.c.schedule_id == schedule_id, RUNS.c.test.is_(False),
+               RUNS.c.status != RunStatus.SKIPPED)
         .order_by(RUNS.c.scheduled_for.desc(), RUNS.c.id.desc())
         .limit(count)).all()
     if len(last) < count or any(r.status != RunStatus.FAILED for r in last):

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from jobs import metrics
+from jobs.conditions import unmet
 from jobs.deliver import deliver_run
 from jobs.outbox import claim_run, finish_run, holding_lease, note_error, release_run
 from models.artifacts import (
@@ -30,7 +31,7 @@ from models.artifacts import (
 )
 from models.base import Format
 from models.db import get_engine, session_scope, utcnow
-from models.definition import ChartSection, KpiSection, ReportDefinition, TableSection
+from models.definition import ChartSection, KpiSection, ReportDefinition, SendIf, TableSection
 from models.errors import InvalidInput, QueryError, RenderError
 from models.periods import Period, explicit, from_params, latest_complete, period_for
 from models.reports import Report
@@ -39,7 +40,8 @@ from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
 from renderers import RENDERERS, Document, RenderJob
-from tenantdb import QueryResult, check_columns, open_source
+from tenantdb import QueryResult, TenantSource, check_columns, open_source
+from tenantdb.refresh import refresh_views
 
 log = logging.getLogger("herald.pipeline")
 CHART_MAX_ROWS = 5000
@@ -58,20 +60,40 @@ def _load(session: Session, run_id: int) -> tuple[Schedule, Report, Tenant]:
 def query_sections(datasource_url: str, definition: ReportDefinition,
                    params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's rows from the tenant's database, checked against what the section needs."""
+    with open_source(datasource_url, get_settings().query_timeout_seconds) as source:
+        return read_sections(source, definition, params)
+
+
+def read_sections(source: TenantSource, definition: ReportDefinition,
+                  params: dict[str, Any]) -> list[dict[str, Any]]:
     settings = get_settings()
-    timeout = settings.query_timeout_seconds
     results = []
-    with open_source(datasource_url, timeout) as source:
-        for i, section in enumerate(definition.sections):
-            where = f"sections[{i}] ({section.title!r})"
-            cap = {KpiSection: 1, ChartSection: CHART_MAX_ROWS}.get(type(section))
-            if isinstance(section, TableSection):
-                cap = section.max_rows or settings.pdf_table_max_rows
-            result: QueryResult = source.query(section.sql, params, cap=cap, where=where)
-            check_columns(section, result.columns, where)
-            results.append({"kind": section.kind, "title": section.title,
-                            "columns": result.columns, "rows": result.rows, "total": result.total})
+    for i, section in enumerate(definition.sections):
+        where = f"sections[{i}] ({section.title!r})"
+        cap = {KpiSection: 1, ChartSection: CHART_MAX_ROWS}.get(type(section))
+        if isinstance(section, TableSection):
+            cap = section.max_rows or settings.pdf_table_max_rows
+        result: QueryResult = source.query(section.sql, params, cap=cap, where=where)
+        check_columns(section, result.columns, where)
+        results.append({"kind": section.kind, "title": section.title,
+                        "columns": result.columns, "rows": result.rows, "total": result.total})
     return results
+
+
+def read_run(tenant: Tenant, definition: ReportDefinition, send_if: SendIf, params: dict[str, Any],
+             with_sections: bool) -> tuple[str | None, list[dict[str, Any]]]:
+    """Refresh the report's views, then in one read-only transaction read its send_if and
+    (when it is met and the PDF needs them) its sections: (why it is skipped or None, sections)."""
+    settings = get_settings()
+    if definition.refresh:
+        if not tenant.refresh_url:
+            raise QueryError(no_refresh_grant(tenant, definition))
+        refresh_views(tenant.refresh_url, definition.refresh, settings.refresh_timeout_seconds)
+    with open_source(tenant.datasource_url, settings.query_timeout_seconds) as source:
+        skipped = unmet(source, send_if, definition, params)
+        if skipped is not None or not with_sections:
+            return skipped, []
+        return None, read_sections(source, definition, params)
 
 
 RENDER, DELIVER = "render", "deliver"
@@ -112,7 +134,10 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             definition = report.parsed()
             params = {**definition.params, **schedule.params}
             datasource = tenant.datasource_url
-            slot = session.get(ReportRun, run_id).scheduled_for
+            run = session.get(ReportRun, run_id)
+            slot = run.scheduled_for
+            # A test send shows what recipients would get, whatever the condition says.
+            send_if = "always" if run.test else (schedule.send_if or definition.send_if)
         try:
             period = slot_period(schedule, definition, slot)
         except InvalidInput as exc:
@@ -123,12 +148,14 @@ def _query_claimed(run_id: int, lease: timedelta) -> str | None:
             return None
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
-            sections = []
-            if Format.PDF in schedule.formats:
-                with metrics.QUERY_SECONDS.time():
-                    sections = query_sections(datasource, definition, with_period(params, period))
+            with metrics.QUERY_SECONDS.time():
+                skipped, sections = read_run(tenant, definition, send_if, with_period(params, period),
+                                             with_sections=Format.PDF in schedule.formats)
         except QueryError as exc:
             finish_run(run_id, RunStatus.FAILED, utcnow(), str(exc))
+            return None
+        if skipped is not None:
+            finish_run(run_id, RunStatus.SKIPPED, utcnow(), skipped)
             return None
         with session_scope() as session:
             # The period is stored with the parameters: rendering and the letter read the same one.
@@ -171,6 +198,13 @@ def render_job(definition: ReportDefinition, params: dict[str, Any], tenant: Ten
                      datasource_url=tenant.datasource_url or "", generated_at=now.astimezone(zone),
                      period=slot.astimezone(zone).date(), compress=compress,
                      tenant_key=f"tenant-{tenant.id}", timezone=tenant.timezone)
+
+
+def no_refresh_grant(tenant: Tenant, definition: ReportDefinition) -> str:
+    return (f"Report {definition.slug!r} refreshes {', '.join(definition.refresh)} first, but tenant "
+            f"{tenant.slug!r} granted no refresh data source; grant one with `herald tenant "
+            f"grant-refresh {tenant.slug} --url <the views' owner's PostgreSQL URL>`, or remove "
+            f"refresh:.")
 
 
 def no_datasource(tenant: Tenant) -> str:

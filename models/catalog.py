@@ -97,9 +97,17 @@ def save_report(session: Session, tenant: Tenant, definition: ReportDefinition,
     so SQL that is not one SELECT, or lacks a column its section shows, is refused here.
     The change (title and definition, old → new) is recorded with `actor`.
     """
+    if definition.refresh and not tenant.refresh_url:
+        raise InvalidInput(f"The report refreshes {', '.join(definition.refresh)} before its queries, "
+                           f"and tenant {tenant.slug!r} granted no refresh data source; grant one with "
+                           f"`herald tenant grant-refresh {tenant.slug} --url <the views' owner's "
+                           f"PostgreSQL URL>`, or remove refresh:.")
     if tenant.datasource_url:
         check_report(tenant.datasource_url, definition)
     data = definition.model_dump(mode="json", exclude_none=True)
+    for key, default in (("send_if", "always"), ("refresh", [])):  # unused options stay unwritten
+        if data.get(key) == default:
+            del data[key]
     report = session.exec(
         select(Report).where(Report.tenant_id == tenant.id, Report.slug == definition.slug)
     ).first()
@@ -119,6 +127,39 @@ def save_report(session: Session, tenant: Tenant, definition: ReportDefinition,
     return report, created
 
 
+def grant_refresh(session: Session, tenant: Tenant, url: str | None, actor: str = SYSTEM) -> None:
+    """Let the tenant's reports refresh materialized views through `url` (checked: PostgreSQL,
+    reachable, not a superuser), or take that away with None. The change is recorded."""
+    from tenantdb.refresh import check_refresh_source
+
+    if url is not None:
+        check_refresh_source(url)
+    before = redact_url(tenant.refresh_url)
+    tenant.refresh_url = url
+    session.flush()
+    record_change(session, tenant.id, "tenant", tenant.id, "refresh granted" if url else "refresh revoked",
+                  actor, diff({"refresh": before}, {"refresh": redact_url(url)}))
+
+
+def set_spread(session: Session, tenant: Tenant, seconds: int, actor: str = SYSTEM) -> int:
+    """Spread the tenant's schedules over `seconds` after their slots (those with a window of
+    their own keep it); each moves to its own second at its next slot. Returns how many moved."""
+    from models.schedules import Schedule
+    from models.spread import parse_spread, respread
+
+    parse_spread(seconds)
+    before, tenant.spread_seconds = tenant.spread_seconds, seconds
+    following = session.exec(select(Schedule).where(
+        Schedule.tenant_id == tenant.id, Schedule.spread_seconds.is_(None),
+        Schedule.deleted_at.is_(None))).all()
+    for schedule in following:
+        respread(schedule, tenant)
+    session.flush()
+    record_change(session, tenant.id, "tenant", tenant.id, "spread changed", actor,
+                  diff({"spread_seconds": before}, {"spread_seconds": seconds}))
+    return len(following)
+
+
 def tenant_recipients(session: Session, tenant_id: int) -> list[TenantRecipient]:
     return list(session.exec(
         select(TenantRecipient).where(TenantRecipient.tenant_id == tenant_id)
@@ -131,6 +172,7 @@ def tenant_to_dict(session: Session, tenant: Tenant) -> dict[str, Any]:
     return {
         "id": tenant.id, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone,
         "datasource": redact_url(tenant.datasource_url), "active": tenant.active,
+        "refresh": redact_url(tenant.refresh_url), "spread_seconds": tenant.spread_seconds,
         "email": [r.address for r in recipients if r.channel == "email"],
         "telegram": [r.address for r in recipients if r.channel == "telegram"],
     }

@@ -95,6 +95,25 @@ class TableSection(_Section):
 
 Section = Annotated[KpiSection | ChartSection | TableSection, Field(discriminator="kind")]
 
+SEND_IF_WORDS = ("always", "rows")
+# A materialized view as `refresh:` names it: `name` or `schema.name`, plain identifiers.
+VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
+
+
+class RowsCondition(_Strict):
+    """Send only when the named section returned rows."""
+
+    rows: str = Field(min_length=1)
+
+
+class SqlCondition(_Strict):
+    """An alert: send only when the query's first row says `send` is true."""
+
+    sql: str = Field(min_length=1)
+
+
+SendIf = Literal["always", "rows"] | RowsCondition | SqlCondition
+
 
 class CsvSpec(_Strict):
     sql: str = Field(min_length=1)
@@ -148,6 +167,33 @@ class ReportDefinition(_Strict):
     locale: str = "en"  # how numbers and month names read: 62,794,765 (en), 62 794 765 (fr)
     # What :period_start/:period_end cover; None lets the schedule decide (daily → previous_day).
     period: str | None = None
+    # When a run sends: always; when the CSV query (or a named section) returned rows; or when
+    # an alert query's first row has send = true. Otherwise the run ends SKIPPED.
+    send_if: SendIf = "always"
+    # Materialized views refreshed before the queries, through the tenant's refresh data source.
+    refresh: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("send_if", mode="before")
+    @classmethod
+    def _known_condition(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in SEND_IF_WORDS:
+            return value
+        if isinstance(value, dict) and len(value) == 1 and set(value) <= {"rows", "sql"}:
+            (key, text), = value.items()
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{key} must be {'a section title' if key == 'rows' else 'a SQL query'}")
+            return value
+        raise ValueError(f"{value!r} is not a condition herald knows; write always, rows, "
+                         f"{{rows: <section title>}} or {{sql: SELECT … AS send}}")
+
+    @field_validator("refresh")
+    @classmethod
+    def _view_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not isinstance(name, str) or not VIEW_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a materialized view name; write it as name or "
+                                 f"schema.name (letters, digits and _)")
+        return names
 
     @field_validator("period")
     @classmethod
@@ -179,6 +225,14 @@ class ReportDefinition(_Strict):
     def _has_content_and_known_params(self) -> ReportDefinition:
         if not self.sections and self.csv is None:
             raise ValueError("a report needs at least one section or a csv query")
+        if self.send_if == "rows" and self.csv is None:
+            raise ValueError("send_if: rows means the csv query returned rows, and this report has no "
+                             "csv query; name a section instead, e.g. send_if: {rows: <section title>}")
+        if isinstance(self.send_if, RowsCondition):
+            titles = [section.title for section in self.sections]
+            if self.send_if.rows not in titles:
+                raise ValueError(f"send_if.rows names {self.send_if.rows!r}, which is not a section "
+                                 f"title; use one of {', '.join(map(repr, titles)) or 'none (add a section)'}")
         for where, sql in self.queries():
             if self.period == "none" and bind_names(sql) & set(PERIOD_PARAMS):
                 raise ValueError(f"{where} uses :period_start or :period_end but period is none; "
@@ -199,6 +253,8 @@ class ReportDefinition(_Strict):
         found = [(f"sections[{i}].sql", section.sql) for i, section in enumerate(self.sections)]
         if self.csv is not None:
             found.append(("csv.sql", self.csv.sql))
+        if isinstance(self.send_if, SqlCondition):
+            found.append(("send_if.sql", self.send_if.sql))
         return found
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models.runs import Delivery, ReportRun
+from models.runs import Delivery, ReportRun, RunStatus
 from models.tenancy import Tenant
 
 
@@ -34,7 +34,10 @@ def run_to_dict(run: ReportRun, deliveries: list[Delivery]) -> dict[str, Any]:
         "scheduled_for": iso(run.scheduled_for), "manual": run.manual, "test": run.test,
         "test_recipients": run.test_recipients, "requested_by": run.requested_by, "status": run.status,
         "attempts": run.attempts, "queued_at": iso(run.queued_at), "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at), "error": run.error,
+        "finished_at": iso(run.finished_at),
+        # A skipped run's `error` column holds why it sent nothing: shown as its reason.
+        "error": None if run.status == RunStatus.SKIPPED else run.error,
+        "reason": run.error if run.status == RunStatus.SKIPPED else None,
         "deliveries": [{"channel": d.channel, "recipient": d.recipient, "status": d.status,
                         "attempts": d.attempts, "error": d.error,
                         "provider_message_id": d.provider_message_id} for d in deliveries],

@@ -35,6 +35,7 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"      # some deliveries sent, some failed
     FAILED = "failed"        # nothing sent: query/render failed or every delivery failed
     MISSED = "missed"        # the slot was older than the misfire grace when claimed
+    SKIPPED = "skipped"      # the report's send_if was not met: nothing sent, the reason kept
 
 
 class DeliveryStatus(StrEnum):
@@ -44,7 +45,7 @@ class DeliveryStatus(StrEnum):
 
 
 FINAL_RUN_STATES = frozenset({RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED,
-                              RunStatus.MISSED})
+                              RunStatus.MISSED, RunStatus.SKIPPED})
 
 RUN_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
@@ -85,6 +86,7 @@ class ReportRun(SQLModel, table=True):
     finished_at: datetime | None = timestamp()
     lease_expires_at: datetime | None = timestamp()
     attempts: int = Field(default=0)
+    # The last error; for a SKIPPED run, the reason nothing was sent.
     error: str | None = Field(default=None, sa_type=RedactedText)
     created_at: datetime = created_at()
 
@@ -155,7 +157,7 @@ def transition(row: ReportRun | Delivery, new: RunStatus | DeliveryStatus) -> No
 state_log = logging.getLogger("herald.state")
 PENDING_CHANGES = "herald_state_changes"  # session.info: changes waiting for the commit
 CONTEXT_BATCH = 500                       # run ids per context query
-QUIET_STATES = frozenset({"queued", "running", "pending", "sent", "success"})  # else WARNING
+QUIET_STATES = frozenset({"queued", "running", "pending", "sent", "success", "skipped"})  # else WARNING
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class StateChange:
     channel: str | None = None
     tenant: str | None = None  # slug; filled in from the database when announced
     schedule_id: int | None = None
+    bulk: bool = False         # one of many rows a tick's statement queued: logged at DEBUG
 
 
 Listener = Callable[[StateChange], None]
@@ -182,8 +185,10 @@ def on_committed_change(listener: Listener) -> None:
         _listeners.append(listener)
 
 
-def run_change(run_id: int, old: str | None, new: str, schedule_id: int | None = None) -> StateChange:
-    return StateChange("run", run_id, run_id, _plain(old), _plain(new), schedule_id=schedule_id)
+def run_change(run_id: int, old: str | None, new: str, schedule_id: int | None = None, *,
+               bulk: bool = False) -> StateChange:
+    return StateChange("run", run_id, run_id, _plain(old), _plain(new), schedule_id=schedule_id,
+                       bulk=bulk)
 
 
 def delivery_change(delivery_id: int, run_id: int, channel: str, old: str, new: str) -> StateChange:
@@ -201,11 +206,14 @@ def announce(bind: sa.Engine, changes: list[StateChange]) -> None:
     schedule are read from `bind` (without them, if that read fails: the line still counts)."""
     if not changes:
         return
-    context = _run_context(bind, sorted({c.run_id for c in changes}))
+    logged = [c for c in changes if state_log.isEnabledFor(_level(c))]
+    context = _run_context(bind, sorted({c.run_id for c in logged})) if logged else {}
     for change in changes:
-        tenant, schedule_id = context.get(change.run_id, (None, change.schedule_id))
-        change = replace(change, tenant=tenant, schedule_id=schedule_id)
-        _log_change(change)
+        if change.run_id in context:
+            tenant, schedule_id = context[change.run_id]
+            change = replace(change, tenant=tenant, schedule_id=schedule_id)
+        if state_log.isEnabledFor(_level(change)):
+            _log_change(change)
         for listener in _listeners:
             try:
                 listener(change)
@@ -232,8 +240,16 @@ def _run_context(bind: sa.Engine, run_ids: list[int]) -> dict[int, tuple[str, in
     return found
 
 
+def _level(change: StateChange) -> int:
+    """A run the tick queued is DEBUG (a tick at the top of the hour queues 100,000 at once;
+    its summary line counts them); moves to failed, partial and missed are WARNING."""
+    if change.bulk and change.new == RunStatus.QUEUED:
+        return logging.DEBUG
+    return logging.INFO if change.new in QUIET_STATES else logging.WARNING
+
+
 def _log_change(change: StateChange) -> None:
-    level = logging.INFO if change.new in QUIET_STATES else logging.WARNING
+    level = _level(change)
     fields = {"event": "state_change", "run_id": change.run_id, "tenant": change.tenant,
               "schedule_id": change.schedule_id, "from_status": change.old, "to_status": change.new}
     where = f"tenant={change.tenant or '?'} schedule={change.schedule_id or '?'}"

@@ -19,10 +19,12 @@ from sqlmodel import Session
 from models import cron
 from models.base import Channel, Format
 from models.catalog import get_report
+from models.definition import SEND_IF_WORDS
 from models.errors import InvalidInput
 from models.recipients import normalise_recipients
 from models.reports import Report
 from models.settings import get_settings
+from models.spread import parse_spread
 from models.tenancy import Tenant
 from models.text import require_one_line
 
@@ -47,6 +49,8 @@ class ScheduleFields:
     recipients: list[tuple[Channel, str]]
     subject: str | None
     params: dict[str, Any]
+    send_if: str | None = None
+    spread_seconds: int | None = None
 
 
 def resolve_cron(expr: str | None, cadence: str | None, at: str | None) -> str:
@@ -225,7 +229,8 @@ def validate_schedule(
     cron_expr: str | None = None, cadence: str | None = None, at: str | None = None,
     timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
     chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None, send_if: str | None = None,
+    spread_seconds: int | None = None,
 ) -> ScheduleFields:
     """Every field checked, in the order a person reads them; nothing is written."""
     report = get_report(session, tenant, report_slug)
@@ -237,10 +242,27 @@ def validate_schedule(
     chosen_channels = parse_channels(channels, recipients)
     subject = parse_subject(subject)
     typed = parse_params(report, params)
+    condition = parse_send_if(report, send_if)
+    spread = parse_spread(spread_seconds)
     return ScheduleFields(report=report, cron=expr, cadence=cadence or None,
                           at=at if cadence else None, timezone=timezone, formats=chosen,
                           channels=chosen_channels, recipients=recipients, subject=subject,
-                          params=typed)
+                          params=typed, send_if=condition, spread_seconds=spread)
+
+
+def parse_send_if(report: Report, send_if: str | None) -> str | None:
+    """A schedule's own send_if: always, rows (the report's CSV query returned rows), or
+    blank to follow the report's."""
+    if send_if is None or not send_if.strip() or send_if.strip() == "report":
+        return None
+    word = send_if.strip().lower()
+    if word not in SEND_IF_WORDS:
+        raise InvalidInput(f"send_if {send_if!r} is not one herald knows; use always, rows, or leave "
+                           f"it empty to follow the report's.")
+    if word == "rows" and report.parsed().csv is None:
+        raise InvalidInput(f"send_if rows waits for rows from the CSV query, and report "
+                           f"{report.slug!r} has none; use always, or give the report send_if itself.")
+    return word
 
 
 # The five fields each macro stands for (`models.cron.describe` reads five fields only).

@@ -31,6 +31,8 @@ class Schedule(SQLModel, table=True):
     channels: list[str] = json_column(lambda: ["email", "telegram"])
     subject: str | None = Field(default=None, max_length=300)
     params: dict[str, Any] = json_column(dict)
+    # "always" or "rows" overrides the report's send_if; None follows the report.
+    send_if: str | None = Field(default=None, max_length=16)
     active: bool = Field(default=True)
     next_run_at: datetime | None = timestamp()
     last_fired_at: datetime | None = timestamp()
@@ -40,6 +42,10 @@ class Schedule(SQLModel, table=True):
     paused_reason: str | None = Field(default=None, sa_type=RedactedText)
     paused_at: datetime | None = timestamp()
     misfire_grace_seconds: int = Field(default=3600)
+    # Spreading (models.spread): the window after each slot to run in (None: the tenant's),
+    # and the offset `next_run_at` currently carries.
+    spread_seconds: int | None = None
+    spread_offset_seconds: int = Field(default=0)
     created_by: str | None = Field(default=None, max_length=320)
     created_at: datetime = created_at()
     updated_at: datetime | None = timestamp()

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models import cron
+from models import spread
 from models.audit import SYSTEM, diff, record_change
 from models.base import Channel
 from models.errors import NotFound
@@ -29,23 +29,24 @@ def add_schedule(
     timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
     chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None,
     params: dict[str, Any] | None = None, active: bool = True, created_by: str | None = None,
-    actor: str = SYSTEM,
+    actor: str = SYSTEM, send_if: str | None = None, spread_seconds: int | None = None,
 ) -> Schedule:
     """Create a schedule; nothing is written unless every field is valid."""
     fields = validate_schedule(
         session, tenant, report_slug, cron_expr=cron_expr, cadence=cadence, at=at,
         timezone=timezone, formats=formats, emails=emails, chats=chats, channels=channels,
-        subject=subject, params=params)
+        subject=subject, params=params, send_if=send_if, spread_seconds=spread_seconds)
     schedule = Schedule(
         tenant_id=tenant.id, report_id=fields.report.id, cron=fields.cron, cadence=fields.cadence,
         at_time=fields.at, timezone=fields.timezone, formats=fields.formats,
         channels=fields.channels, subject=fields.subject, params=fields.params, active=active,
-        next_run_at=cron.next_fire(fields.cron, fields.timezone, now),
+        send_if=fields.send_if, spread_seconds=fields.spread_seconds,
         misfire_grace_seconds=get_settings().misfire_grace_seconds,
         created_by=created_by or actor,
     )
     session.add(schedule)
     session.flush()
+    spread.plan_from(schedule, tenant, now)  # the offset hashes the id, known only now
     session.add_all(ScheduleRecipient(schedule_id=schedule.id, channel=channel, address=address)
                     for channel, address in fields.recipients)
     session.flush()
@@ -60,6 +61,7 @@ def update_schedule(
     timezone: str | None = None, formats: Sequence[str] = (), emails: Sequence[str] = (),
     chats: Sequence[str] = (), channels: Sequence[str] = (), subject: str | None = None,
     params: dict[str, Any] | None = None, active: bool | None = None, actor: str = SYSTEM,
+    send_if: str | None = None, spread_seconds: int | None = None,
 ) -> Schedule:
     """Replace a schedule's fields with those given, validated as `add_schedule` validates them.
 
@@ -72,17 +74,22 @@ def update_schedule(
     fields = validate_schedule(
         session, tenant, report_slug or current.slug, cron_expr=cron_expr, cadence=cadence, at=at,
         timezone=timezone, formats=formats, emails=emails, chats=chats, channels=channels,
-        subject=subject, params=params)
+        subject=subject, params=params, send_if=send_if, spread_seconds=spread_seconds)
     before = audited(session, schedule)
     active = schedule.active if active is None else active
     replans = (fields.cron, fields.timezone) != (schedule.cron, schedule.timezone)
+    schedule.cron, schedule.timezone = fields.cron, fields.timezone
+    schedule.spread_seconds = fields.spread_seconds
     if active and (replans or not schedule.active):
-        schedule.next_run_at = cron.next_fire(fields.cron, fields.timezone, now)
+        spread.plan_from(schedule, tenant, now)
+    else:
+        spread.respread(schedule, tenant)
     if active:  # resumed by the form: why it was paused no longer holds
         schedule.paused_reason = schedule.paused_at = None
     schedule.report_id, schedule.cron, schedule.cadence = fields.report.id, fields.cron, fields.cadence
     schedule.at_time, schedule.timezone, schedule.formats = fields.at, fields.timezone, fields.formats
     schedule.channels, schedule.subject, schedule.params = fields.channels, fields.subject, fields.params
+    schedule.send_if = fields.send_if
     schedule.active = active
     _replace_recipients(session, schedule, fields.recipients)
     changes = diff(before, audited(session, schedule))
@@ -115,6 +122,7 @@ def audited(session: Session, schedule: Schedule) -> dict[str, Any]:
         "recipients": {c.value: [r.address for r in recipients if r.channel == c] for c in Channel},
         "formats": list(schedule.formats), "channels": list(schedule.channels),
         "subject": schedule.subject, "params": dict(schedule.params), "paused": not schedule.active,
+        "send_if": schedule.send_if, "spread_seconds": schedule.spread_seconds,
     }
 
 
@@ -136,7 +144,7 @@ def set_active(session: Session, schedule_id: int, active: bool, now: datetime,
     reason = None if active else reason  # a running schedule has no pause reason
     changes: dict[str, list[Any]] = {"paused": [active, not active]}
     if active:
-        schedule.next_run_at = cron.next_fire(schedule.cron, schedule.timezone, now)
+        spread.plan_from(schedule, session.get(Tenant, schedule.tenant_id), now)
     if schedule.paused_reason != reason:
         changes["paused_reason"] = [schedule.paused_reason, reason]
     schedule.paused_reason, schedule.paused_at = reason, now if reason else None
@@ -184,6 +192,7 @@ def schedule_to_dict(session: Session, schedule: Schedule) -> dict[str, Any]:
         "cadence": schedule.cadence, "at": schedule.at_time, "timezone": schedule.timezone,
         "description": describe_or_none(schedule.cron),
         "formats": schedule.formats, "channels": schedule.channels, "subject": schedule.subject,
+        "send_if": schedule.send_if, "spread_seconds": schedule.spread_seconds,
         "params": schedule.params,
         "active": schedule.active, "next_run_at": iso(schedule.next_run_at),
         "last_fired_at": iso(schedule.last_fired_at), "last_status": schedule.last_status,

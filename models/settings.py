@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("HERALD_QUERY_TIMEOUT_SECONDS")
     )
+    # A report's `refresh:` (REFRESH MATERIALIZED VIEW …) may take longer than a query.
+    refresh_timeout_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("HERALD_REFRESH_TIMEOUT_SECONDS")
+    )
     lease_seconds: int = Field(60, ge=5, le=3600, validation_alias=_env("HERALD_LEASE_SECONDS"))
     requeue_after_seconds: int = Field(
         60, ge=5, le=3600, validation_alias=_env("HERALD_REQUEUE_AFTER_SECONDS")
@@ -67,7 +71,7 @@ class Settings(BaseSettings):
     pdf_table_max_rows: int = Field(
         1000, ge=1, le=100_000, validation_alias=_env("HERALD_PDF_TABLE_MAX_ROWS")
     )
-    tick_batch_size: int = Field(500, ge=1, le=10_000, validation_alias=_env("HERALD_TICK_BATCH_SIZE"))
+    tick_batch_size: int = Field(5000, ge=1, le=100_000, validation_alias=_env("HERALD_TICK_BATCH_SIZE"))
     render_timeout_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("HERALD_RENDER_TIMEOUT_SECONDS")
     )

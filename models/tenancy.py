@@ -20,7 +20,11 @@ class Tenant(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     # SQLAlchemy URL of the tenant's own database; may carry a password, never logged.
     datasource_url: str | None = Field(default=None, sa_type=sa.Text)
+    # A second URL, granted explicitly, that may only refresh reports' materialized views.
+    refresh_url: str | None = Field(default=None, sa_type=sa.Text)
     active: bool = Field(default=True)
+    # Spread each schedule's runs over this many seconds after its slot (0: off; models.spread).
+    spread_seconds: int = Field(default=0)
     created_at: datetime = created_at()
 
 

@@ -58,6 +58,11 @@ class TenantSource(abc.ABC):
         """Run one query, keeping the first `cap` rows and counting the rest without holding them."""
 
     @abc.abstractmethod
+    def first_row(self, sql: str, params: Mapping[str, Any], *,
+                  where: str) -> tuple[list[str], list[Any] | None]:
+        """The query's columns and its first row (None when it returns none), reading no more."""
+
+    @abc.abstractmethod
     def columns(self, sql: str, params: Mapping[str, Any], *, where: str) -> list[str]:
         """The columns one query returns, without reading its rows (a check on save)."""
 

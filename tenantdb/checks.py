@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.definition import ReportDefinition
+from models.definition import ReportDefinition, SqlCondition
 from models.errors import DataSourceUnreachable, InvalidInput, QueryError
 from tenantdb.sources import open_source
 
@@ -41,6 +41,11 @@ def check_report(url: str, definition: ReportDefinition) -> None:
                 check_columns(section, source.columns(section.sql, definition.params, where=where), where)
             if definition.csv is not None:
                 source.columns(definition.csv.sql, definition.params, where="csv.sql")
+            if isinstance(definition.send_if, SqlCondition):
+                columns = source.columns(definition.send_if.sql, definition.params, where="send_if.sql")
+                if "send" not in columns:
+                    raise QueryError(f"send_if.sql has no column 'send' (it returns {', '.join(columns)}); "
+                                     f"write the alert condition as SELECT <a true or false expression> AS send.")
     except DataSourceUnreachable as exc:
         raise InvalidInput(f"The report's SQL cannot be checked: {exc}") from None
     except QueryError as exc:

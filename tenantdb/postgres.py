@@ -152,6 +152,17 @@ class PostgresSource(TenantSource):
             raise self._fail(exc, where, text, values) from None
         return QueryResult(columns=[c.name for c in cur.description], rows=rows, total=total)
 
+    def first_row(self, sql: str, params: Mapping[str, Any], *,
+                  where: str) -> tuple[list[str], list[Any] | None]:
+        text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"SELECT * FROM (\n{text}\n) AS herald_query LIMIT 1", values)
+            row = cur.fetchone()
+        except psycopg.Error as exc:
+            raise self._fail(exc, where, text, values) from None
+        return [c.name for c in cur.description], None if row is None else list(row)
+
     def columns(self, sql: str, params: Mapping[str, Any], *, where: str) -> list[str]:
         return [name for name, _ in self._describe(sql, params, where)]
 

@@ -100,6 +100,12 @@ class SqliteSource(TenantSource):
             total = len(rows) + sum(1 for _ in cursor)
         return QueryResult(columns=columns, rows=rows, total=total)
 
+    def first_row(self, sql: str, params: Mapping[str, Any], *,
+                  where: str) -> tuple[list[str], list[Any] | None]:
+        with self._statement(sql, params, where) as cursor:
+            row = cursor.fetchone()
+            return [d[0] for d in cursor.description], None if row is None else list(row)
+
     def columns(self, sql: str, params: Mapping[str, Any], *, where: str) -> list[str]:
         with self._statement(sql, params, where) as cursor:
             return [d[0] for d in cursor.description]

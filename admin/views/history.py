@@ -68,15 +68,17 @@ def story_view(story: RunStory) -> None:
         st.markdown("  \n".join(f"**{label}:** {view.md(value)}"
                                 for label, value in view.story_facts(story, zone)))
         st.caption(f"Schedule {story.schedule_id}; times in {tenant.timezone} and UTC.")
+        skipped = story.status == RunStatus.SKIPPED
         if story.error:
-            st.markdown("**Error**")
+            st.markdown("**Why nothing was sent**" if skipped else "**Error**")
             st.code(story.error, language=None, wrap_lines=True)
         st.markdown("**Deliveries**")
         if story.deliveries:
             st.dataframe(view.deliveries_table(story), hide_index=True,
                          column_config={"Attempts": st.column_config.NumberColumn(format="%d")})
         else:
-            st.caption("No deliveries: the run ended before sending.")
+            st.caption("No deliveries: the report's send_if was not met." if skipped
+                       else "No deliveries: the run ended before sending.")
         st.markdown("**Documents**")
         if not story.documents:
             st.caption("No documents are kept for this run.")

@@ -220,6 +220,13 @@ if can_edit and form_state:
         st.text_input("Subject", key="form_subject", placeholder="{title} for {date}",
                       help="Empty: the default subject.")
         st.caption(f"Placeholders: {view.PLACEHOLDERS}")
+        st.text_input("Spread over (seconds)", key="form_spread", placeholder="the tenant's",
+                      help="Run at this schedule's own second within this many seconds after each "
+                           "slot, so thousands of 09:00 reports do not start at once. 0: on the slot.")
+        st.selectbox("Send", list(view.SEND_IF_CHOICES), key="form_send_if",
+                     format_func=view.SEND_IF_CHOICES.get,
+                     help="A run whose condition is not met ends SKIPPED, with the reason in "
+                          "History, and sends nothing.")
         if form.params:
             st.markdown("**Report parameters**")
         for param in form.params:

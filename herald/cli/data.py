@@ -71,6 +71,43 @@ def tenant_add(
     print_json(data) if json_out else typer.echo(f"tenant {data['slug']} added (id {data['id']})")
 
 
+@tenant_app.command("grant-refresh")
+@reports_errors
+def tenant_grant_refresh(
+    slug: str,
+    url: Annotated[str, typer.Option(
+        help="PostgreSQL URL of a role that owns the reports' materialized views.")],
+) -> None:
+    """Let the tenant's reports refresh materialized views (`refresh:`) before their queries,
+    through this data source; the queries still read through the read-only one."""
+    with session_scope() as session:
+        catalog.grant_refresh(session, catalog.get_tenant(session, slug), url, actor=CLI)
+    typer.echo(f"tenant {slug} may refresh materialized views as {catalog.redact_url(url)}")
+
+
+@tenant_app.command("set-spread")
+@reports_errors
+def tenant_set_spread(
+    slug: str,
+    seconds: Annotated[int, typer.Argument(help="Window after each slot, 0 (off) to 3600.")],
+) -> None:
+    """Spread the runs of the tenant's schedules over SECONDS after their slots, each schedule
+    at its own second (schedules with their own --spread keep it)."""
+    with session_scope() as session:
+        moved = catalog.set_spread(session, catalog.get_tenant(session, slug), seconds, actor=CLI)
+    typer.echo(f"tenant {slug}: runs spread over {seconds} s after their slots "
+               f"({moved} schedules replanned)")
+
+
+@tenant_app.command("revoke-refresh")
+@reports_errors
+def tenant_revoke_refresh(slug: str) -> None:
+    """Take the refresh data source away: reports with `refresh:` fail until it is granted again."""
+    with session_scope() as session:
+        catalog.grant_refresh(session, catalog.get_tenant(session, slug), None, actor=CLI)
+    typer.echo(f"tenant {slug} may no longer refresh materialized views")
+
+
 @report_app.command("add")
 @reports_errors
 def report_add(

@@ -66,8 +66,9 @@ def run_command(schedule_id: int, json_out: JsonOption = False) -> None:
     if json_out:
         print_json(data)
     else:
-        typer.echo(f"run {run_id}: {data['status']}" + (f" ({data['error']})" if data["error"] else ""))
-    if data["status"] not in ("success",):
+        said = data["error"] or data["reason"]
+        typer.echo(f"run {run_id}: {data['status']}" + (f" ({said})" if said else ""))
+    if data["status"] not in ("success", "skipped"):  # skipped: its send_if was not met
         raise typer.Exit(1)
 
 
@@ -86,7 +87,7 @@ def runs_command(
         return
     for row in rows:
         typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} {row['scheduled_for']}  "
-                   f"{row['status']:<8} {row['error'] or ''}")
+                   f"{row['status']:<8} {row['error'] or row['reason'] or ''}")
         for d in row["deliveries"]:
             attempts = f"{d['attempts']} attempt{'s' if d['attempts'] != 1 else ''}"
             typer.echo(f"{'':8}{d['channel']:<9} {d['recipient']:<32} {d['status']:<8} {attempts:<11} "

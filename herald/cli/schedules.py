@@ -31,6 +31,12 @@ def schedule_add(
              "else both with the tenant's recipients.")] = [],  # noqa: B006
     subject: Annotated[str | None, typer.Option(
         help="E-mail subject; {title}, {date}, {period} and {tenant} are filled in.")] = None,
+    send_if: Annotated[str | None, typer.Option(
+        help="always, or rows (send only when the report's CSV query returns rows); "
+             "default: the report's send_if.")] = None,
+    spread: Annotated[int | None, typer.Option(
+        help="Run at this schedule's own second within this many seconds after each slot "
+             "(0: exactly on the slot); default: the tenant's spread.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -40,7 +46,7 @@ def schedule_add(
         schedule = scheduling.add_schedule(
             session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
             timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel,
-            subject=subject, active=not paused, actor=CLI,
+            subject=subject, active=not paused, actor=CLI, send_if=send_if, spread_seconds=spread,
         )
         data = scheduling.schedule_to_dict(session, schedule)
     if json_out:

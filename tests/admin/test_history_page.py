@@ -128,7 +128,7 @@ def test_filters_narrow_the_table_and_the_chart_stacks_statuses(world) -> None:
     row = at.container(key=history_view.TABLE).dataframe[0].value.iloc[0]
     assert (row["Slot"], row["Report"], row["Kind"], row["Status"], row["Sent"], row["Failed"]) == (
         "Fri 10 Apr 2026 14:00 CEST", "Video performance", "manual", "partial", 1, 1)
-    assert row["Error"].startswith("1 of 2 deliveries failed: email three@acme.example: ")
+    assert row["Error or reason"].startswith("1 of 2 deliveries failed: email three@acme.example: ")
 
     [chart] = at.get("vega_lite_chart")
     spec = json.loads(chart.proto.spec)

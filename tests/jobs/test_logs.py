@@ -52,7 +52,7 @@ def test_each_state_change_is_one_line_with_its_ids(
     db_url: str, videos_file: str, mail_sink: MailSink, stub_pdf: None,  # noqa: F811
     caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="herald")
+    caplog.set_level(logging.DEBUG, logger="herald")
     # Given a schedule due now, to one good address and one the mail server refuses
     mail_sink.refuse["gone@acme.example"] = (550, "5.1.1 <gone@acme.example>: mailbox unavailable")
     schedule = make_schedule(videos_file, emails=["anna@acme.example", "gone@acme.example"])
@@ -87,7 +87,7 @@ def test_each_state_change_is_one_line_with_its_ids(
 def test_runs_made_and_recovered_by_the_tick_are_logged_per_row(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="herald")
+    caplog.set_level(logging.DEBUG, logger="herald")
     tenant, report = make_tenant(db_url, slug="globex")
     with session_scope() as session:
         session.execute(sa.insert(Schedule.__table__), [
@@ -110,6 +110,11 @@ def test_runs_made_and_recovered_by_the_tick_are_logged_per_row(
                      f"run {second.id} tenant=globex schedule={second.schedule_id} new→queued",
                      f"run {first.id} tenant=globex schedule={first.schedule_id} running→queued"]
     assert len(dispatched) == 4
+    # A run the tick queued is a DEBUG line (the tick's own INFO line counts them); a run put
+    # back in the queue is INFO
+    assert [r.levelname for r in state_lines(caplog)] == ["DEBUG", "DEBUG", "INFO"]
+    assert any(r.name == "herald.tick" and r.levelno == logging.INFO and "queued 2," in r.getMessage()
+               for r in caplog.records)
 
 
 def test_json_lines_parse_with_the_ids_as_fields(db_url: str, restored_logging: None) -> None:
@@ -127,8 +132,9 @@ def test_json_lines_parse_with_the_ids_as_fields(db_url: str, restored_logging: 
     [run] = runs_of(db_url)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     changes = [r for r in records if r.get("event") == "state_change"]
+    # (the tick's queuing is a DEBUG line, below the default INFO)
     assert [(c["from_status"], c["to_status"]) for c in changes] == [
-        (None, "queued"), ("queued", "running"), ("running", "failed")]
+        ("queued", "running"), ("running", "failed")]
     assert all((c["run_id"], c["tenant"], c["schedule_id"]) == (run.id, "initech", run.schedule_id)
                for c in changes)
     assert changes[-1]["level"] == "WARNING" and changes[-1]["logger"] == "herald.state"
