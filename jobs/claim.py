@@ -3,13 +3,13 @@
 A slice is one transaction. Its cost follows what it claims, with no step per schedule
 that a set can do:
 
-- one `SELECT … FOR UPDATE SKIP LOCKED` over `ix_schedule_due` (concurrent ticks split
-  the work; SQLite holds the write lock instead);
-- planning with croniter once per (expression, timezone, due time, grace): at the top of
-  the hour, thousands of schedules share a handful of plans;
-- on PostgreSQL, one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` for all the
-  runs and one `UPDATE … FROM unnest(…)` for all the schedules; SQLite gets the same rows
-  in executemany form.
+- the due schedules are locked with `FOR UPDATE SKIP LOCKED` over `ix_schedule_due`
+  (concurrent ticks split the work; SQLite holds the write lock instead);
+- croniter plans once per (expression, timezone, due time, grace): at the top of the hour,
+  thousands of schedules share a handful of plans (`Planner`);
+- on PostgreSQL the rows stay in the database: one statement writes every run and one
+  advances every schedule (`jobs.claim_postgres`); SQLite, the embedded mode, gets the
+  same rows from Python in executemany form.
 
 The unique (schedule, slot) key makes a second run for a slot impossible, whoever claims it.
 """
@@ -24,10 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from jobs.claim_postgres import claim_set, missed_error
 from models import cron
 from models.db import insert_ignoring_conflicts
 from models.errors import InvalidInput
-from models.redact import redact
 from models.runs import ReportRun, RunStatus, note_changes, run_change
 from models.schedules import Schedule
 
@@ -73,6 +73,23 @@ class Planner:
 def claim_slice(session: Session, now: datetime, limit: int, planner: Planner | None = None) -> Slice:
     """Claim up to `limit` due schedules, create their runs, advance their next_run_at."""
     planner = planner or Planner(now)
+    if session.bind.dialect.name == "postgresql":
+        claimed, created, flagged = claim_set(session, now, limit, planner)
+        missed = sum(1 for r in created if r.status == RunStatus.MISSED)
+    else:
+        claimed, created, flagged, missed = _claim_rows(session, now, limit, planner)
+    # After the commit, each run made is counted and logged (a queued one at DEBUG, a missed
+    # one as a WARNING); a conflict made none.
+    note_changes(session, [run_change(r.id, None, r.status, r.schedule_id, bulk=True)
+                           for r in sorted(created, key=lambda r: r.id)])
+    queued = [(r.id, r.tenant_id) for r in created if r.status == RunStatus.QUEUED]
+    return Slice(queued=queued, missed=missed, flagged=flagged, claimed=claimed)
+
+
+def _claim_rows(session: Session, now: datetime, limit: int,
+                planner: Planner) -> tuple[int, list[sa.Row], int, int]:
+    """SQLite (the embedded mode): the same claim, row by row in Python, written in executemany
+    form (each statement compiled once). Returns (claimed, runs created, flagged, missed)."""
     due = session.execute(
         sa.select(SCHEDULES.c.id, SCHEDULES.c.tenant_id, SCHEDULES.c.cron, SCHEDULES.c.timezone,
                   SCHEDULES.c.next_run_at, SCHEDULES.c.misfire_grace_seconds,
@@ -98,8 +115,7 @@ def claim_slice(session: Session, now: datetime, limit: int, planner: Planner | 
             continue
         if now - plan.slot - shift > timedelta(seconds=row.misfire_grace_seconds):  # missed
             missed += 1
-            error = (f"slot {plan.slot.isoformat()} was claimed {now - plan.slot} late, past "
-                     f"the {timedelta(seconds=row.misfire_grace_seconds)} misfire grace; not sent")
+            error = missed_error(plan.slot, now, row.misfire_grace_seconds)
             runs.append({"schedule_id": row.id, "tenant_id": row.tenant_id, "scheduled_for": plan.slot,
                          "status": RunStatus.MISSED.value, "queued_at": None, "finished_at": now,
                          "error": error})
@@ -109,74 +125,17 @@ def claim_slice(session: Session, now: datetime, limit: int, planner: Planner | 
                          "status": RunStatus.QUEUED.value, "queued_at": now, "finished_at": None,
                          "error": None})
             fired.append({"id": row.id, "next": plan.next_run_at + shift, "slot": plan.slot})
-    write = _PostgresWrites if session.bind.dialect.name == "postgresql" else _ExecutemanyWrites
+    write = _ExecutemanyWrites
     created = write.runs(session, runs, now) if runs else []
     if fired:
         write.fired(session, fired)
     if notes:
         write.notes(session, notes)
-    # After the commit, each run made is counted and logged (a queued one at DEBUG, a missed
-    # one as a WARNING); a conflict made none.
-    note_changes(session, [run_change(r.id, None, r.status, r.schedule_id, bulk=True)
-                           for r in sorted(created)])
-    queued = [(r.id, r.tenant_id) for r in created if r.status == RunStatus.QUEUED]
-    return Slice(queued=queued, missed=missed, flagged=flagged, claimed=len(due))
+    return len(due), created, flagged, missed
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
     return [row[key] for row in rows]
-
-
-def _redacted(rows: list[dict[str, Any]], key: str) -> list[str | None]:
-    """Error texts as `RedactedText` would store them (these statements bind plain arrays)."""
-    return [None if row[key] is None else redact(row[key]) for row in rows]
-
-
-class _PostgresWrites:
-    """Each write one statement over arrays, whatever the number of rows."""
-
-    RUNS_SQL = sa.text("""
-        INSERT INTO report_run (schedule_id, tenant_id, scheduled_for, manual, test, status,
-                                queued_at, finished_at, attempts, error, created_at)
-        SELECT v.schedule_id, v.tenant_id, v.slot, false, false, v.status, v.queued_at,
-               v.finished_at, 0, v.error, :now
-        FROM unnest(CAST(:schedule_ids AS integer[]), CAST(:tenant_ids AS integer[]),
-                    CAST(:slots AS timestamptz[]), CAST(:statuses AS varchar[]),
-                    CAST(:queued AS timestamptz[]), CAST(:finished AS timestamptz[]),
-                    CAST(:errors AS text[]))
-             AS v(schedule_id, tenant_id, slot, status, queued_at, finished_at, error)
-        ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-        RETURNING id, tenant_id, status, schedule_id""")
-    FIRED_SQL = sa.text("""
-        UPDATE schedule AS s SET next_run_at = v.next, last_fired_at = v.slot
-        FROM unnest(CAST(:ids AS integer[]), CAST(:nexts AS timestamptz[]),
-                    CAST(:slots AS timestamptz[])) AS v(id, next, slot)
-        WHERE s.id = v.id""")
-    NOTES_SQL = sa.text("""
-        UPDATE schedule AS s SET next_run_at = v.next, last_status = v.status, last_error = v.error
-        FROM unnest(CAST(:ids AS integer[]), CAST(:nexts AS timestamptz[]),
-                    CAST(:statuses AS varchar[]), CAST(:errors AS text[])) AS v(id, next, status, error)
-        WHERE s.id = v.id""")
-
-    @classmethod
-    def runs(cls, session: Session, runs: list[dict[str, Any]], now: datetime) -> list[sa.Row]:
-        return session.execute(cls.RUNS_SQL, {
-            "now": now, "schedule_ids": _column(runs, "schedule_id"),
-            "tenant_ids": _column(runs, "tenant_id"), "slots": _column(runs, "scheduled_for"),
-            "statuses": _column(runs, "status"), "queued": _column(runs, "queued_at"),
-            "finished": _column(runs, "finished_at"), "errors": _redacted(runs, "error"),
-        }).all()
-
-    @classmethod
-    def fired(cls, session: Session, fired: list[dict[str, Any]]) -> None:
-        session.execute(cls.FIRED_SQL, {"ids": _column(fired, "id"), "nexts": _column(fired, "next"),
-                                        "slots": _column(fired, "slot")})
-
-    @classmethod
-    def notes(cls, session: Session, notes: list[dict[str, Any]]) -> None:
-        session.execute(cls.NOTES_SQL, {"ids": _column(notes, "id"), "nexts": _column(notes, "next"),
-                                        "statuses": _column(notes, "status"),
-                                        "errors": _redacted(notes, "error")})
 
 
 class _ExecutemanyWrites:
