@@ -425,3 +425,29 @@ def test_tenant_members_only(session: Session, world) -> None:
         with pytest.raises(NotFound):
             call(session, outsider, world["acme"], world["mine"])
         session.rollback()
+
+
+def test_the_form_keeps_send_if_and_spread_through_an_edit(session: Session, world) -> None:
+    from admin import schedules_view as view
+
+    editor = viewer_for(session, world, Role.EDITOR)
+    saved = schedules.save_schedule(session, editor, world["acme"], values(send_if="always",
+                                                                           spread_seconds=900), now=NOW)
+    stored = session.get(Schedule, saved.id)
+    assert (stored.send_if, stored.spread_seconds) == ("always", 900)
+    assert 0 <= stored.spread_offset_seconds < 900
+
+    # The form shows both, and saving it unchanged keeps both (and the same second)
+    form = schedules.schedule_form_defaults(session, editor, world["acme"], saved.id)
+    state = view.form_start(form)
+    assert (state["form_send_if"], state["form_spread"]) == ("always", "900")
+    before = stored.next_run_at
+    schedules.save_schedule(session, editor, world["acme"], view.form_values(state, form.params),
+                            now=NOW + timedelta(minutes=5), schedule_id=saved.id)
+    session.refresh(stored)
+    assert (stored.send_if, stored.spread_seconds, stored.next_run_at) == ("always", 900, before)
+
+    with pytest.raises(InvalidInput, match="The spread 'soon' is not a whole number of seconds"):
+        view.form_values({**state, "form_spread": "soon"}, form.params)
+    with pytest.raises(InvalidInput, match=r"The spread is 7200 seconds; give 0 \(off\) to 3600"):
+        schedules.save_schedule(session, editor, world["acme"], values(spread_seconds=7200), now=NOW)
