@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,7 +28,7 @@ from jobs import metrics
 from jobs.claim import Planner, QueuedRun, claim_slice
 from jobs.outbox import record_end
 from models.artifacts import purge_expired
-from models.db import session_scope
+from models.db import get_engine, session_scope
 from models.health import host_name, record_tick
 from models.runs import ReportRun, RunStatus, note_changes, run_change
 from models.settings import get_settings
@@ -102,23 +103,28 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
     started = time.monotonic()  # measures this tick's length only; `now` stays the tick's instant
     planner = Planner(now)
     claimed = 0
-    while True:
-        slice_started = time.monotonic()
-        with session_scope(url, claim=True) as session:
-            batch = claim_slice(session, now, limit, planner)
-        dispatch(batch.queued)  # only after the commit: a message never names an uncommitted run
-        report.queued += batch.queued
-        report.missed += batch.missed
-        report.flagged += batch.flagged
-        report.slices += 1
-        claimed += batch.claimed
-        if batch.claimed < limit:
-            break
-        if budget_s is not None and hand_over is not None:
-            spent, last = time.monotonic() - started, time.monotonic() - slice_started
-            if spent + 2 * last > budget_s:
-                report.handed_over = True
+    sender = _Sender(dispatch, background=get_engine(url).dialect.name == "postgresql")
+    try:
+        while True:
+            slice_started = time.monotonic()
+            with session_scope(url, claim=True) as session:
+                batch = claim_slice(session, now, limit, planner)
+            sender.send(batch.queued)  # only after the commit: a message never names an uncommitted run
+            report.queued += batch.queued
+            report.missed += batch.missed
+            report.flagged += batch.flagged
+            report.slices += 1
+            claimed += batch.claimed
+            if batch.claimed < limit:
                 break
+            if budget_s is not None and hand_over is not None:
+                spent, last = time.monotonic() - started, time.monotonic() - slice_started
+                if spent + 2 * last > budget_s:
+                    report.handed_over = True
+                    break
+        sender.finish()
+    finally:
+        sender.close()
     if report.handed_over:
         hand_over()
     else:
@@ -139,6 +145,39 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
                  len(report.requeued), report.purged, report.slices,
                  "; the rest is handed to a continuation" if report.handed_over else "")
     return report
+
+
+class _Sender:
+    """Hands each committed slice's runs to `dispatch`. With `background` (PostgreSQL), on one
+    thread of its own, so the next slice's SQL overlaps this slice's enqueue; at most one slice
+    waits, and an error is raised by the next `send` or by `finish`. SQLite's embedded
+    dispatch runs the pipeline against the same file, so there it stays in line."""
+
+    def __init__(self, dispatch: Dispatch, background: bool) -> None:
+        self.dispatch = dispatch
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tick-send") if background else None
+        self.pending: Future | None = None
+
+    def send(self, runs: Sequence[QueuedRun]) -> None:
+        if self.pool is None:
+            self.dispatch(runs)
+            return
+        self._wait()
+        self.pending = self.pool.submit(self.dispatch, runs)
+
+    def finish(self) -> None:
+        """Wait for the last slice's dispatch; raise its error."""
+        if self.pool is not None:
+            self._wait()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
 
 
 def _write_heartbeat(now: datetime, duration_ms: int, claimed: int, url: str | None) -> None:
