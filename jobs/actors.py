@@ -10,6 +10,9 @@ import logging
 from collections.abc import Sequence
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from periodiq import cron
 
 from jobs import pipeline
@@ -59,7 +62,24 @@ def tick_actor() -> None:
     """Every minute (periodiq): claim due schedules, recover stale runs. Safe to run twice, and
     to run alongside its own continuation: each claims what the others have not locked."""
     budget_s = tick_actor.options["time_limit"] / 1000 * TICK_BUDGET_SHARE
-    tick(utcnow(), dispatch_runs, budget_s=budget_s, hand_over=tick_actor.send)
+    tick(utcnow(), dispatch_runs, budget_s=budget_s, hand_over=tick_actor.send,
+         backlog=query_backlog(dramatiq.get_broker()))
+
+
+def query_backlog(broker: dramatiq.Broker) -> bool:
+    """Whether a query queue (or its delay queue: retries waiting their backoff) holds messages.
+    Unknown for RabbitMQ: False, so QUEUED runs are re-enqueued after the usual delay."""
+    names = [query_queue(shard) for shard in get_settings().shards]
+    if isinstance(broker, RedisBroker):
+        pipeline = broker.client.pipeline(transaction=False)
+        for name in names:
+            pipeline.llen(f"{broker.namespace}:{name}")
+            pipeline.llen(f"{broker.namespace}:{dq_name(name)}")
+        return any(pipeline.execute())
+    if isinstance(broker, StubBroker):
+        return any(broker.queues[q].qsize() for name in names for q in (name, dq_name(name))
+                   if q in broker.queues)
+    return False
 
 
 @dramatiq.actor(queue_name=query_queue(get_settings().shards[0]), max_retries=3,

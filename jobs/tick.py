@@ -53,16 +53,20 @@ class TickReport:
     handed_over: bool = False  # the budget ran out with schedules still due: a continuation follows
 
 
-def requeue_stale_runs(session: Session, now: datetime, limit: int) -> list[QueuedRun]:
-    """Runs queued but never picked up, or whose worker's lease expired, go back to the queue."""
+def requeue_stale_runs(session: Session, now: datetime, limit: int,
+                       queued: bool = True) -> list[QueuedRun]:
+    """Runs queued but never picked up, or whose worker's lease expired, go back to the queue.
+
+    `queued=False` leaves QUEUED runs alone: while the query queues hold a backlog, a run
+    waiting longer than HERALD_REQUEUE_AFTER_SECONDS is most likely still in line, not lost."""
     settings = get_settings()
+    lost = [sa.and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < now)]
+    if queued:
+        lost.append(sa.and_(RUNS.c.status == RunStatus.QUEUED,
+                            RUNS.c.queued_at < now - timedelta(seconds=settings.requeue_after_seconds)))
     stale = session.execute(
         sa.select(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.attempts, RUNS.c.status, RUNS.c.schedule_id)
-        .where(sa.or_(
-            sa.and_(RUNS.c.status == RunStatus.QUEUED,
-                    RUNS.c.queued_at < now - timedelta(seconds=settings.requeue_after_seconds)),
-            sa.and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < now),
-        ))
+        .where(sa.or_(*lost))
         .order_by(RUNS.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -91,12 +95,14 @@ def finish_abandoned(session: Session, run_id: int, now: datetime, attempts: int
 
 
 def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
-         budget_s: float | None = None, hand_over: Callable[[], None] | None = None) -> TickReport:
+         budget_s: float | None = None, hand_over: Callable[[], None] | None = None,
+         backlog: bool = False) -> TickReport:
     """One dispatcher tick: claim every due schedule in slices, then recover stale runs.
 
     With `budget_s` and `hand_over`, a tick that would likely overrun its budget with one
     more slice calls `hand_over` (which sends the continuation) and returns; the
-    continuation claims the rest, recovers stale runs and purges.
+    continuation claims the rest, recovers stale runs and purges. `backlog` (the query
+    queues hold messages) keeps QUEUED runs from being re-enqueued (see `requeue_stale_runs`).
     """
     limit = get_settings().tick_batch_size
     report = TickReport()
@@ -130,7 +136,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
     else:
         while True:  # a slice at a time too: a killed tick may have left thousands queued
             with session_scope(url, claim=True) as session:
-                requeued = requeue_stale_runs(session, now, limit)
+                requeued = requeue_stale_runs(session, now, limit, queued=not backlog)
             dispatch(requeued)
             report.requeued += requeued
             if len(requeued) < limit:

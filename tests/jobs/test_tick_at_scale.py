@@ -151,3 +151,26 @@ def test_a_tick_with_a_short_time_limit_hands_over_and_is_never_killed(
     assert sorted(dispatched) == sorted(set(dispatched)) and len(dispatched) == due
     assert len(reports) >= 2 and all(r.handed_over for r in reports[:-1])
     assert not reports[-1].handed_over
+
+
+def test_runs_waiting_behind_a_backlog_are_not_enqueued_again(
+    pg: str, redis_broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 300 runs queued by a tick whose messages still wait on Redis (no worker yet)
+    add_due(pg, 300)
+    monkeypatch.setenv("REDIS_URL", REDIS_TEST_URL)
+    get_settings.cache_clear()
+    first = tick(NOW, actors.dispatch_runs)
+    assert len(first.queued) == 300 and actors.query_backlog(redis_broker)
+
+    # When the next ticks come after the re-enqueue delay, with the queue still holding them
+    later = tick(NOW + timedelta(minutes=5), actors.dispatch_runs,
+                 backlog=actors.query_backlog(redis_broker))
+    # Then none is enqueued again: they are waiting, not lost
+    assert later.requeued == []
+    # ... and once the queue is empty (the messages were lost), they are
+    redis_broker.flush_all()
+    assert not actors.query_backlog(redis_broker)
+    recovered = tick(NOW + timedelta(minutes=6), actors.dispatch_runs,
+                     backlog=actors.query_backlog(redis_broker))
+    assert len(recovered.requeued) == 300
