@@ -125,17 +125,12 @@ def _claim_rows(session: Session, now: datetime, limit: int,
                          "status": RunStatus.QUEUED.value, "queued_at": now, "finished_at": None,
                          "error": None})
             fired.append({"id": row.id, "next": plan.next_run_at + shift, "slot": plan.slot})
-    write = _ExecutemanyWrites
-    created = write.runs(session, runs, now) if runs else []
+    created = _ExecutemanyWrites.runs(session, runs, now) if runs else []
     if fired:
-        write.fired(session, fired)
+        _ExecutemanyWrites.fired(session, fired)
     if notes:
-        write.notes(session, notes)
+        _ExecutemanyWrites.notes(session, notes)
     return len(due), created, flagged, missed
-
-
-def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
-    return [row[key] for row in rows]
 
 
 class _ExecutemanyWrites:
