@@ -25,7 +25,7 @@ class ChangeEvent(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_change_event_object", "tenant_id", "object_type", "object_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    tenant_id: int = parent("tenant.id")
+    tenant_id: int = parent("tenant.id", index=False)  # a composite index leads with it
     object_type: str = Field(max_length=16)        # schedule | report | tenant
     object_id: int
     action: str = Field(max_length=32)             # created, updated, paused, resumed, deleted, …

@@ -49,9 +49,11 @@ def json_column(default_factory: Any) -> Any:
     return Field(default_factory=default_factory, sa_type=sa.JSON, nullable=False)
 
 
-def parent(target: str, *, nullable: bool = False) -> Any:
-    """An indexed foreign key whose rows go when the parent row goes."""
-    return Field(default=None, foreign_key=target, ondelete="CASCADE", index=True,
+def parent(target: str, *, nullable: bool = False, index: bool = True) -> Any:
+    """An indexed foreign key whose rows go when the parent row goes. `index=False` where a
+    unique or composite index already leads with this column: a second index would only
+    cost every insert a write."""
+    return Field(default=None, foreign_key=target, ondelete="CASCADE", index=index,
                  nullable=nullable)
 
 

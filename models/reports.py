@@ -18,7 +18,7 @@ class Report(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("tenant_id", "slug"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    tenant_id: int = parent("tenant.id")
+    tenant_id: int = parent("tenant.id", index=False)  # the unique index leads with it
     slug: str = Field(max_length=64)
     title: str = Field(max_length=200)
     definition: dict[str, Any] = json_column(dict)

@@ -7,7 +7,9 @@ Every state change is announced once its transaction has committed: one log line
 (logger "herald.state") and a call to each `on_committed_change` listener (the
 metrics count there). ORM changes are seen at flush; a bulk UPDATE or INSERT
 reports its moved rows with `note_changes`, and a change already committed
-elsewhere with `announce`.
+elsewhere with `announce`. One exception: the runs a tick creates QUEUED are
+announced only while "herald.state" logs DEBUG (its INFO line counts them; no
+outcome is counted on creation).
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ class ReportRun(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    schedule_id: int = parent("schedule.id")
-    tenant_id: int = parent("tenant.id")
+    schedule_id: int = parent("schedule.id", index=False)  # the unique key leads with it
+    # The schedule's tenant, copied for the history page's index. No foreign key of its own:
+    # run → schedule → tenant already cascades, and its check cost the tick a sixth of each
+    # run it writes (docs/benchmarks.md, "The tick").
+    tenant_id: int = Field(nullable=False)
     scheduled_for: datetime = timestamp(nullable=False)
     manual: bool = Field(default=False)
     # A test send ("send a test to…"): to `test_recipients` only, never mirrored on the schedule.
@@ -97,7 +102,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("run_id", "channel", "recipient"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = parent("report_run.id")
+    run_id: int = parent("report_run.id", index=False)  # the unique key leads with it
     channel: Channel = Field(sa_type=sa.String(16))
     recipient: str = Field(max_length=320)
     status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_type=sa.String(16))

@@ -60,6 +60,6 @@ class ScheduleRecipient(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("schedule_id", "channel", "address"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    schedule_id: int = parent("schedule.id")
+    schedule_id: int = parent("schedule.id", index=False)  # the unique index leads with it
     channel: Channel = Field(sa_type=sa.String(16))
     address: str = Field(max_length=320)

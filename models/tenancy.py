@@ -35,7 +35,7 @@ class TenantRecipient(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("tenant_id", "channel", "address"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    tenant_id: int = parent("tenant.id")
+    tenant_id: int = parent("tenant.id", index=False)  # the unique index leads with it
     channel: Channel = Field(sa_type=sa.String(16))
     address: str = Field(max_length=320)
 
@@ -71,6 +71,6 @@ class Membership(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("user_id", "tenant_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int = parent("app_user.id")
+    user_id: int = parent("app_user.id", index=False)  # the unique index leads with it
     tenant_id: int = parent("tenant.id")
     role: Role = Field(sa_type=sa.String(16))
