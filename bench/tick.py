@@ -5,7 +5,8 @@ database and Redis need for the same work. Each size gets a fresh database; the 
 claims, plans, creates runs, advances the schedules and enqueues real messages on Redis
 (a private namespace, emptied between repetitions). The baseline, measured in the same
 run on the same rows, is one `INSERT … SELECT` of the same runs plus a pipelined enqueue
-of the same messages. Medians of several repetitions.
+of the same messages. Each step starts vacuumed and checkpointed. Medians of several
+repetitions.
 
     python bench/tick.py [--sizes 10000,1000000] [--due 1000] [--repeat 5] [--profile]
 """
@@ -75,6 +76,16 @@ def reset(url: str) -> None:
         conn.execute(sa.text("DELETE FROM report_run"))
 
 
+def settle(url: str) -> None:
+    """Each timed step starts from the same state: the last reset's dead rows vacuumed and
+    every dirty page written (a checkpoint falling inside a step added up to 3 s)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
 def baseline(url: str) -> int:
     """The same runs in one INSERT … SELECT, and the same messages in a pipelined enqueue."""
     from jobs.actors import enqueue_runs
@@ -116,6 +127,7 @@ def bench_size(total: int, due: int, repeat: int, namespace: str,
 
         times, base = [], []
         for _ in range(repeat):
+            settle(url)
             if profile:
                 import cProfile
                 import pstats
@@ -131,6 +143,7 @@ def bench_size(total: int, due: int, repeat: int, namespace: str,
             assert len(report.queued) == due, (len(report.queued), due)
             reset(url)
             empty_queues(namespace)
+            settle(url)
             started = time.perf_counter()
             assert baseline(url) == due
             base.append(time.perf_counter() - started)

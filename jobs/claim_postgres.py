@@ -5,8 +5,10 @@
 2. Only their distinct (cron, timezone, due time, grace) come back, to be planned with
    croniter once each (at the top of the hour, 100,000 schedules share a few hundred).
 3. One `INSERT … SELECT` joins the locked schedules to the plans and writes every run,
-   queued or missed; one `UPDATE … FROM` advances every schedule. Only the new runs' ids
-   come back, for their messages.
+   queued or missed; one `UPDATE … FROM` advances every schedule, found by the physical
+   address (ctid) the lock read: a row this transaction holds `FOR UPDATE` cannot move, and
+   a TID scan skips a descent of the primary key per row. Only the new runs' ids come back,
+   for their messages.
 
 Missed and unplannable schedules are rare; their sentences are written row by row.
 """
@@ -32,15 +34,15 @@ _CREATED = "herald_claim_table"  # Connection.info: this connection has its temp
 
 CREATE = sa.text("""
     CREATE TEMPORARY TABLE IF NOT EXISTS herald_claim (
-        id integer PRIMARY KEY, tenant_id integer, cron text, timezone text, due_at timestamptz,
+        id integer, row_id tid, tenant_id integer, cron text, timezone text, due_at timestamptz,
         grace integer, shift integer) ON COMMIT DELETE ROWS""")
 LOCK = sa.text("""
     WITH due AS (
-        SELECT id, tenant_id, cron, timezone, next_run_at, misfire_grace_seconds, spread_offset_seconds
+        SELECT id, ctid, tenant_id, cron, timezone, next_run_at, misfire_grace_seconds, spread_offset_seconds
         FROM schedule WHERE active AND next_run_at <= :now
         ORDER BY next_run_at LIMIT :limit FOR UPDATE SKIP LOCKED)
     INSERT INTO herald_claim
-    SELECT id, tenant_id, cron, timezone, next_run_at - spread_offset_seconds * interval '1 second',
+    SELECT id, ctid, tenant_id, cron, timezone, next_run_at - spread_offset_seconds * interval '1 second',
            misfire_grace_seconds, spread_offset_seconds FROM due""")
 SHAPES = sa.text("SELECT DISTINCT cron, timezone, due_at, grace FROM herald_claim")
 PLANS = """
@@ -65,7 +67,7 @@ ADVANCE = sa.text(f"""
     UPDATE schedule AS s
     SET next_run_at = c.next_at + c.shift * interval '1 second',
         last_fired_at = CASE WHEN c.late THEN s.last_fired_at ELSE c.slot END
-    FROM claimed AS c WHERE s.id = c.id""")
+    FROM claimed AS c WHERE s.ctid = c.row_id""")
 FLAG = sa.text("""
     UPDATE schedule AS s SET next_run_at = NULL, last_status = 'invalid', last_error = v.error
     FROM herald_claim AS c

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from delivery.mail import Encryption, encryption
+from delivery.mail import Encryption, encryption, tls_context
 from jobs.pipeline import run_pipeline
 from models.errors import SettingsError
 from models.settings import get_settings, load_settings
@@ -219,3 +219,25 @@ def test_a_missing_ca_file_stops_herald_naming_the_variable(tmp_path: Path) -> N
     assert str(raised.value).startswith(
         "MAIL_SMTP_CA_FILE is invalid (Value error, no such file; give the path of a PEM file "
         "of CA certificates")
+
+
+def test_the_tls_context_is_made_once_and_again_when_the_ca_file_is_rewritten(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    # Given herald's context for the CA file, asked for twice
+    first = tls_context(str(ca_file))
+    assert tls_context(str(ca_file)) is first
+    assert first.get_ca_certs(binary_form=True) == [der(ca)]
+
+    # When the operator replaces the CA in the same file
+    rotated = trustme.CA()
+    rotated.cert_pem.write_to_path(str(ca_file))
+
+    # Then the next connection trusts the new CA, without a restart
+    again = tls_context(str(ca_file))
+    assert again is not first
+    assert again.get_ca_certs(binary_form=True) == [der(rotated)]
+
+
+def der(ca: trustme.CA) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode())
