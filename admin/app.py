@@ -43,7 +43,8 @@ def login() -> None:
 # (script beside this file, title, URL path) of each page a logged-in user gets.
 PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports"),
          ("views/history.py", "History", "history"), ("views/failures.py", "Failures", "failures"),
-         ("views/members.py", "Members", "members"), ("views/health.py", "Health", "health")]
+         ("views/members.py", "Members", "members"), ("views/health.py", "Health", "health"),
+         ("views/account.py", "My account", "account")]
 # URL paths of the pages only the chosen tenant's admins find in the navigation; others who
 # open the URL get a sentence saying why there is nothing for them.
 ADMINS_ONLY = {"members"}
@@ -85,12 +86,15 @@ with ui.database() as session:
             st.rerun()
         st.caption(f"Idle sessions end after {idle_minutes} minutes.")
 
+    ui.set_current(viewer, tenant if tenants else None)
     if tenants:
-        ui.set_current(viewer, tenant)
         manages = viewer.may(tenant.id, Action.MANAGE)
         st.navigation([st.Page(script, title=title, url_path=path, visibility=(
                            "visible" if manages or path not in ADMINS_ONLY else "hidden"))
                        for script, title, path in PAGES]).run()
     else:
+        # Only their own account: the rest of the pages' URLs say there is nothing yet.
         st.navigation([st.Page(no_tenants, title="No tenants", url_path="no-tenants", default=True),
-                       *stand_ins(no_tenants)], position="hidden").run()
+                       *[p for p in stand_ins(no_tenants) if p.url_path != "account"],
+                       st.Page("views/account.py", title="My account", url_path="account")]
+                      ).run()

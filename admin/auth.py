@@ -52,6 +52,33 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     return user.id
 
 
+def change_own_password(session: Session, user_id: int, current: str, new: str, confirm: str,
+                        now: datetime) -> None:
+    """The signed-in user's new password. The current one is checked as a login is: a wrong
+    one counts towards the lockout (a session left open is not a way to guess it). Commits;
+    every other session of the user ends (`ended_by_password_change`)."""
+    user = session.get(User, user_id)
+    if _locked(user, now):
+        raise InvalidInput(f"Too many wrong passwords in a row: password changes are locked for "
+                           f"{LOCK_MINUTES} minutes; try again later.")
+    if not catalog.verify_password(user, current or ""):
+        _record_failure(session, user, now)
+        raise InvalidInput(f"The current password is wrong; type it again ({MAX_FAILURES} "
+                           f"failures in a row lock the account for {LOCK_MINUTES} minutes).")
+    if new != confirm:
+        raise InvalidInput("The new password and its confirmation differ; type the new one "
+                           "twice.")
+    catalog.set_password(user, new or "", now)
+    session.commit()
+
+
+def ended_by_password_change(user: User, logged_in_at: datetime | None) -> bool:
+    """Whether a session of `user` logged in at `logged_in_at` (None: before herald noted it)
+    predates their last password change."""
+    changed = user.password_changed_at
+    return changed is not None and (logged_in_at is None or logged_in_at < changed)
+
+
 def session_expired(last_seen: datetime | None, now: datetime, idle_minutes: int) -> bool:
     """Whether a session last used at `last_seen` (None: never) has been idle too long."""
     return last_seen is None or now - last_seen >= timedelta(minutes=idle_minutes)

@@ -17,18 +17,20 @@ from sqlmodel import Session
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from admin.access import Viewer, load_viewer
-from admin.auth import session_expired
+from admin.auth import ended_by_password_change, session_expired
 from models.db import session_scope
 from models.errors import NotFound
-from models.tenancy import Tenant
+from models.tenancy import Tenant, User
 
 USER_ID = "herald_user_id"  # the logged-in user's id; absent when anonymous
 LAST_SEEN = "herald_last_seen"  # when the user last interacted (aware UTC)
+LOGGED_IN_AT = "herald_logged_in_at"  # when this session logged in (a password change ends older ones)
 TENANT = "herald_tenant"  # the chosen tenant's slug, kept when the URL loses it
 NOTICE = "herald_notice"  # one sentence for the login page (e.g. the session expired)
 
 _db: ContextVar[Session] = ContextVar("herald_admin_db")
-_current: ContextVar[tuple[Viewer, Tenant] | None] = ContextVar("herald_admin_current", default=None)
+_current: ContextVar[tuple[Viewer, Tenant | None] | None] = ContextVar("herald_admin_current",
+                                                                     default=None)
 
 
 @contextlib.contextmanager
@@ -56,12 +58,12 @@ def db() -> Session:
 
 def log_in(user_id: int, now: datetime) -> None:
     st.session_state[USER_ID] = user_id
-    st.session_state[LAST_SEEN] = now
+    st.session_state[LAST_SEEN] = st.session_state[LOGGED_IN_AT] = now
 
 
 def log_out(notice: str | None = None) -> None:
     """Forget the user (the tenant choice stays in the URL); `notice` shows on the login page."""
-    for key in (USER_ID, LAST_SEEN):
+    for key in (USER_ID, LAST_SEEN, LOGGED_IN_AT):
         st.session_state.pop(key, None)
     if notice:
         st.session_state[NOTICE] = notice
@@ -73,7 +75,8 @@ def take_notice() -> str | None:
 
 def signed_in(session: Session, now: datetime, idle_minutes: int) -> Viewer | None:
     """The logged-in viewer, with this interaction recorded; None when anonymous, idle for
-    `idle_minutes`, or deactivated since logging in (then logged out with a notice)."""
+    `idle_minutes`, deactivated or given a new password since logging in (then logged out
+    with a notice)."""
     user_id = st.session_state.get(USER_ID)
     if user_id is None:
         return None
@@ -84,6 +87,9 @@ def signed_in(session: Session, now: datetime, idle_minutes: int) -> Viewer | No
         viewer = load_viewer(session, user_id)
     except NotFound as exc:
         log_out(str(exc))
+        return None
+    if ended_by_password_change(session.get(User, user_id), st.session_state.get(LOGGED_IN_AT)):
+        log_out("This account's password was changed; log in with the new one.")
         return None
     st.session_state[LAST_SEEN] = now
     return viewer
@@ -96,13 +102,23 @@ def choose_tenant(tenants: Sequence[Tenant], *wanted: str | None) -> Tenant:
     return next((by_slug[s] for s in wanted if s in by_slug), tenants[0])
 
 
-def set_current(viewer: Viewer, tenant: Tenant) -> None:
+def set_current(viewer: Viewer, tenant: Tenant | None) -> None:
+    """The logged-in viewer and the tenant chosen in the sidebar (None: they have none)."""
     _current.set((viewer, tenant))
 
 
 def current() -> tuple[Viewer, Tenant]:
-    """The logged-in viewer and the chosen tenant; outside a logged-in run the page stops."""
+    """The logged-in viewer and the chosen tenant; outside a logged-in run, or without a
+    tenant, the page stops."""
+    chosen = _current.get()
+    if chosen is None or chosen[1] is None:
+        st.stop()
+    return chosen
+
+
+def current_viewer() -> Viewer:
+    """The logged-in viewer, with or without tenants; outside a logged-in run the page stops."""
     chosen = _current.get()
     if chosen is None:
         st.stop()
-    return chosen
+    return chosen[0]

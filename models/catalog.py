@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from models.text import require_one_line
 from tenantdb import check_datasource, check_report, parse_datasource
 
 _hasher = PasswordHasher()
+MIN_PASSWORD = 8  # characters
 
 
 def redact_url(url: str | None) -> str | None:
@@ -217,8 +219,8 @@ def _create_user(
     session: Session, email: str, tenant: Tenant, role: Role, password: str | None
 ) -> UserGrant:
     """A new user with `password` (or a generated one) and a membership of `tenant`."""
-    if password is not None and len(password) < 8:
-        raise InvalidInput("The password is shorter than 8 characters; choose a longer one.")
+    if password is not None:
+        check_password(password)
     generated = None
     if password is None:
         password = generated = secrets.token_urlsafe(12)
@@ -245,6 +247,39 @@ def _grant_role(session: Session, user: User, tenant: Tenant, role: Role) -> Use
     membership.role = role
     session.flush()
     return UserGrant(user, role, "role changed", previous_role=previous)
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"The password is shorter than {MIN_PASSWORD} characters; choose a "
+                           f"longer one.")
+
+
+def set_password(user: User, password: str, now: datetime) -> None:
+    """Give `user` a new password (not the current one), lift any lockout, and end their other
+    admin sessions: those logged in before `now`."""
+    check_password(password)
+    if verify_password(user, password):
+        raise InvalidInput("The new password is the same as the current one; choose a "
+                           "different one.")
+    user.password_hash = _hasher.hash(password)
+    user.password_changed_at = now
+    user.failed_logins, user.locked_until = 0, None
+
+
+def reset_password(session: Session, email: str, password: str | None,
+                   now: datetime) -> str | None:
+    """An operator's reset (`herald user set-password`): `password`, or a generated one,
+    which is returned (shown once)."""
+    address = normalise_email(email)
+    user = session.exec(select(User).where(User.email == address)).first()
+    if user is None:
+        raise NotFound(f"No user has the e-mail {address}; check the address, or create the "
+                       f"user with `herald user add`.")
+    generated = secrets.token_urlsafe(12) if password is None else None
+    set_password(user, password or generated, now)
+    session.flush()
+    return generated
 
 
 def verify_password(user: User, password: str) -> bool:

@@ -63,6 +63,8 @@ class User(SQLModel, table=True):
     failed_logins: int = Field(default=0)
     locked_until: datetime | None = timestamp()
     last_login_at: datetime | None = timestamp()
+    # When the password last changed: admin sessions logged in before it end.
+    password_changed_at: datetime | None = timestamp()
 
 
 class Membership(SQLModel, table=True):

@@ -14,6 +14,7 @@ from models import catalog, migrate
 from models.audit import CLI
 from models.db import session_scope, utcnow
 from models.definition import load_definition
+from models.recipients import normalise_email
 
 db_app = typer.Typer(help="The control database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants: organisations with their own data source.", no_args_is_help=True)
@@ -154,6 +155,29 @@ def user_add(
     typer.echo(_describe_grant(data))
     if grant.generated_password:
         typer.echo(f"generated password (shown once): {grant.generated_password}")
+
+
+@user_app.command("set-password")
+@reports_errors
+def user_set_password(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Reset a user's password (generated unless --password-stdin); their admin sessions end
+    and any lockout is lifted."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    with session_scope() as session:
+        generated = catalog.reset_password(session, email, password, utcnow())
+    data = {"email": normalise_email(email), "password_changed": True}
+    if generated:
+        data["generated_password"] = generated
+    if json_out:
+        print_json(data)
+        return
+    typer.echo(f"password of {data['email']} changed; their admin sessions have ended")
+    if generated:
+        typer.echo(f"generated password (shown once): {generated}")
 
 
 def _describe_grant(data: dict) -> str:

@@ -212,3 +212,17 @@ def test_an_editor_schedules_across_dst_sends_now_and_another_tenant_sees_none_o
     assert "Video performance" not in page.locator("[data-testid='stMain']").text_content()
     assert "tenant=beta" in page.url
     shoot(page, "viewer-of-another-tenant", tmp_path)
+
+    # When the viewer changes their password on My account
+    page.get_by_role("link", name="My account").click()
+    page.get_by_role("heading", name="Change your password").wait_for()
+    page.locator("td", has_text="Beta Corp").first.wait_for(state="attached")  # tenant, role
+    page.get_by_role("textbox", name="Current password").fill(PASSWORD)
+    page.get_by_role("textbox", name="New password", exact=True).fill("an even longer password")
+    page.get_by_role("textbox", name="New password again").fill("an even longer password")
+    page.get_by_role("button", name="Change password").click()
+
+    # Then they are told, and stay signed in
+    page.get_by_text("Password changed.").wait_for()
+    assert page.get_by_role("button", name="Log out").is_visible()
+    shoot(page, "my-account", tmp_path)
