@@ -42,7 +42,7 @@ LOGIN_FILE = "herald-demo-login.json"  # the demo login, printed at every start
 DEFAULT_EMAIL = "demo@example.com"
 TEAM_EMAIL = "team@example.com"
 TELEGRAM_CHAT = "123456789"
-MIN_PASSWORD = 8
+MIN_PASSWORD = catalog.MIN_PASSWORD  # the admin's rule for every password
 
 
 @dataclass(frozen=True)

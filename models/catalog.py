@@ -268,9 +268,9 @@ def set_password(user: User, password: str, now: datetime) -> None:
 
 
 def reset_password(session: Session, email: str, password: str | None,
-                   now: datetime) -> str | None:
-    """An operator's reset (`herald user set-password`): `password`, or a generated one,
-    which is returned (shown once)."""
+                   now: datetime) -> tuple[str, str | None]:
+    """An operator's reset (`herald user set-password`): `password`, or a generated one.
+    Returns the user's address and the generated password (shown once), if any."""
     address = normalise_email(email)
     user = session.exec(select(User).where(User.email == address)).first()
     if user is None:
@@ -279,7 +279,7 @@ def reset_password(session: Session, email: str, password: str | None,
     generated = secrets.token_urlsafe(12) if password is None else None
     set_password(user, password or generated, now)
     session.flush()
-    return generated
+    return address, generated
 
 
 def verify_password(user: User, password: str) -> bool:

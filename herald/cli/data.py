@@ -14,7 +14,6 @@ from models import catalog, migrate
 from models.audit import CLI
 from models.db import session_scope, utcnow
 from models.definition import load_definition
-from models.recipients import normalise_email
 
 db_app = typer.Typer(help="The control database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants: organisations with their own data source.", no_args_is_help=True)
@@ -168,8 +167,8 @@ def user_set_password(
     and any lockout is lifted."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with session_scope() as session:
-        generated = catalog.reset_password(session, email, password, utcnow())
-    data = {"email": normalise_email(email), "password_changed": True}
+        address, generated = catalog.reset_password(session, email, password, utcnow())
+    data = {"email": address, "password_changed": True}
     if generated:
         data["generated_password"] = generated
     if json_out:
