@@ -11,13 +11,12 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from admin import auth, ui
-from admin.access import Action, visible_tenants
+from admin import ui
 from models.db import utcnow
 from models.errors import LoginRefused
 from models.settings import get_settings
-
-st.set_page_config(page_title="herald admin", page_icon="📬", layout="wide")
+from services.access import Action, visible_tenants
+from services.accounts import authenticate
 
 
 def login() -> None:
@@ -32,7 +31,7 @@ def login() -> None:
         submitted = st.form_submit_button("Log in")
     if submitted:
         try:
-            user_id = auth.authenticate(ui.db(), email, password, utcnow())
+            user_id = authenticate(ui.db(), email, password, utcnow())
         except LoginRefused as exc:
             st.error(str(exc))
         else:
@@ -41,60 +40,71 @@ def login() -> None:
 
 
 # (script beside this file, title, URL path) of each page a logged-in user gets.
-PAGES = [("views/schedules.py", "Schedules", "schedules"), ("views/reports.py", "Reports", "reports"),
-         ("views/history.py", "History", "history"), ("views/failures.py", "Failures", "failures"),
-         ("views/members.py", "Members", "members"), ("views/health.py", "Health", "health"),
-         ("views/account.py", "My account", "account")]
+PAGES = (("schedules/page.py", "Schedules", "schedules"), ("reports/page.py", "Reports", "reports"),
+         ("history/page.py", "History", "history"), ("failures/page.py", "Failures", "failures"),
+         ("members/page.py", "Members", "members"), ("health/page.py", "Health", "health"),
+         ("account/page.py", "My account", "account"))
 # URL paths of the pages only the chosen tenant's admins find in the navigation; others who
 # open the URL get a sentence saying why there is nothing for them.
 ADMINS_ONLY = {"members"}
 
-if os.environ.get("HERALD_DEMO_DIR"):  # `herald demo`: what its local mail and Telegram got
-    PAGES.append(("views/inbox.py", "Inbox", "inbox"))
+INBOX = ("inbox/page.py", "Inbox", "inbox")  # `herald demo`: what its mail and Telegram got
+
+
+def pages() -> list[tuple[str, str, str]]:
+    """The pages of this admin: the Inbox too when `herald demo` runs it."""
+    return [*PAGES, INBOX] if os.environ.get("HERALD_DEMO_DIR") else list(PAGES)
 
 
 def stand_ins(page: Callable[[], None]) -> list[st.Page]:
     """`page` at each page's URL, so a bookmarked page shows it (and opens after logging in)."""
-    return [st.Page(page, title=title, url_path=path) for _, title, path in PAGES]
+    return [st.Page(page, title=title, url_path=path) for _, title, path in pages()]
 
 
 def no_tenants() -> None:
     st.info("You are not a member of any tenant yet; ask a tenant admin to add you.")
 
 
-with ui.database() as session:
-    idle_minutes = get_settings().admin_idle_minutes
-    viewer = ui.signed_in(session, utcnow(), idle_minutes)
-    if viewer is None:
-        st.navigation([st.Page(login, title="Log in", url_path="login", default=True),
-                       *stand_ins(login)], position="hidden").run()
-        st.stop()
+def main() -> None:
+    """Log in, or show the sidebar and the pages the viewer may use."""
+    st.set_page_config(page_title="herald admin", page_icon="📬", layout="wide")
+    with ui.database() as session:
+        idle_minutes = get_settings().admin_idle_minutes
+        viewer = ui.signed_in(session, utcnow(), idle_minutes)
+        if viewer is None:
+            st.navigation([st.Page(login, title="Log in", url_path="login", default=True),
+                           *stand_ins(login)], position="hidden").run()
+            st.stop()
 
-    tenants = visible_tenants(session, viewer)
-    with st.sidebar:
-        st.text(f"Signed in as {viewer.email}")
+        tenants = visible_tenants(session, viewer)
+        with st.sidebar:
+            st.text(f"Signed in as {viewer.email}")
+            if tenants:
+                by_slug = {t.slug: t for t in tenants}
+                chosen = ui.choose_tenant(tenants, st.query_params.get("tenant"),
+                                          st.session_state.get(ui.TENANT))
+                slug = st.selectbox("Tenant", list(by_slug), index=list(by_slug).index(chosen.slug),
+                                    format_func=lambda s: by_slug[s].name)
+                tenant = by_slug[slug]
+                st.session_state[ui.TENANT] = st.query_params["tenant"] = tenant.slug
+            if st.button("Log out"):
+                ui.log_out()
+                st.rerun()
+            st.caption(f"Idle sessions end after {idle_minutes} minutes.")
+
+        ui.set_current(viewer, tenant if tenants else None)
         if tenants:
-            by_slug = {t.slug: t for t in tenants}
-            chosen = ui.choose_tenant(tenants, st.query_params.get("tenant"),
-                                      st.session_state.get(ui.TENANT))
-            slug = st.selectbox("Tenant", list(by_slug), index=list(by_slug).index(chosen.slug),
-                                format_func=lambda s: by_slug[s].name)
-            tenant = by_slug[slug]
-            st.session_state[ui.TENANT] = st.query_params["tenant"] = tenant.slug
-        if st.button("Log out"):
-            ui.log_out()
-            st.rerun()
-        st.caption(f"Idle sessions end after {idle_minutes} minutes.")
+            manages = viewer.may(tenant.id, Action.MANAGE)
+            st.navigation([st.Page(script, title=title, url_path=path, visibility=(
+                               "visible" if manages or path not in ADMINS_ONLY else "hidden"))
+                           for script, title, path in pages()]).run()
+        else:
+            # Only their own account: the rest of the pages' URLs say there is nothing yet.
+            st.navigation([st.Page(no_tenants, title="No tenants", url_path="no-tenants", default=True),
+                           *[p for p in stand_ins(no_tenants) if p.url_path != "account"],
+                           st.Page("account/page.py", title="My account", url_path="account")]
+                          ).run()
 
-    ui.set_current(viewer, tenant if tenants else None)
-    if tenants:
-        manages = viewer.may(tenant.id, Action.MANAGE)
-        st.navigation([st.Page(script, title=title, url_path=path, visibility=(
-                           "visible" if manages or path not in ADMINS_ONLY else "hidden"))
-                       for script, title, path in PAGES]).run()
-    else:
-        # Only their own account: the rest of the pages' URLs say there is nothing yet.
-        st.navigation([st.Page(no_tenants, title="No tenants", url_path="no-tenants", default=True),
-                       *[p for p in stand_ins(no_tenants) if p.url_path != "account"],
-                       st.Page("views/account.py", title="My account", url_path="account")]
-                      ).run()
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 """What the admin's pages share: the session-state keys, herald's database for this run, and
 the logged-in viewer with the tenant chosen in the sidebar.
 
-A page does `viewer, tenant = ui.current()` and passes `ui.db()` to the plain functions in
-`admin/`. Both exist only while `admin/app.py` runs a page for a logged-in user.
+A page starts with `here = ui.here(now)` (or `viewer, tenant = ui.current()`) and passes
+`here.session` and `here.viewer` to the services. Both exist only while `admin/app.py` runs a
+page for a logged-in user.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from datetime import datetime
+from typing import NamedTuple
 
 import streamlit as st
 from sqlmodel import Session
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
-from admin.access import Viewer, load_viewer
-from admin.auth import ended_by_password_change, session_expired
 from models.db import session_scope
 from models.errors import NotFound
 from models.tenancy import Tenant, User
+from services.access import Viewer, load_viewer
+from services.accounts import ended_by_password_change, session_expired
 
 USER_ID = "herald_user_id"  # the logged-in user's id; absent when anonymous
 LAST_SEEN = "herald_last_seen"  # when the user last interacted (aware UTC)
@@ -122,3 +124,20 @@ def current_viewer() -> Viewer:
     if chosen is None:
         st.stop()
     return chosen[0]
+
+
+class Here(NamedTuple):
+    """What a page works with on this run: who is logged in, their chosen tenant, the run's
+    database session, and the page's clock."""
+
+    viewer: Viewer
+    tenant: Tenant
+    session: Session
+    now: datetime
+
+
+def here(now: datetime) -> Here:
+    """The logged-in viewer, the chosen tenant and this run's session, at `now`; outside a
+    logged-in run, or without a tenant, the page stops."""
+    viewer, tenant = current()
+    return Here(viewer, tenant, db(), now)

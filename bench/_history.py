@@ -2,8 +2,8 @@
 
 One PostgreSQL database holds 1,000,000 runs (acme 800,000: 1,000 daily schedules over 800
 days; beta 200,000) and about 3,000,000 deliveries (three per run that got as far as sending).
-The page's data is one page of runs (`admin.history.list_runs`, with the deliveries counted per
-run) plus the chart (`admin.history.outcomes_per_day`), timed against the raw indexed SQL they
+The page's data is one page of runs (`services.history.runs_page`, with the deliveries counted per
+run) plus the chart (`services.history.outcomes_per_day`), timed against the raw indexed SQL they
 wrap, on one plain psycopg connection. Goal: at most 300 ms and at most 2x the raw SQL, for the
 page as it opens (the last 30 days). Other filters are timed for information.
 """
@@ -142,16 +142,16 @@ def bench_history(now: datetime, repeat: int,
                   ms: Callable[[list[float]], float]) -> list[dict[str, Any]] | None:
     """Populate a throwaway database, then time each case: herald's page data vs raw SQL."""
     try:
-        from admin.history import list_runs, outcomes_per_day
-        from admin.history_records import RunFilters
+        from services.history import outcomes_per_day, runs_page
+        from services.history_records import RunFilters
     except ImportError as exc:
         print(f"(3) skipped: the history functions are not there ({exc}).")
         return None
     from sqlmodel import Session
 
-    from admin.access import load_viewer
     from models import migrate
     from models.db import get_engine
+    from services.access import load_viewer
 
     name, url = create_database()
     try:
@@ -180,7 +180,7 @@ def bench_history(now: datetime, repeat: int,
                 with Session(engine) as session:
                     viewer = load_viewer(session, 1)
                     filters = RunFilters(**case.filters)
-                    page = list_runs(session, viewer, 1, filters)
+                    page = runs_page(session, viewer, 1, filters)
                     outcomes_per_day(session, viewer, 1, filters)
                     return len(page.rows)
 
@@ -211,7 +211,7 @@ def explain(conn: psycopg.Connection, case: Case, now: datetime) -> str:
 
 
 def report(results: list[dict[str, Any]], repeat: int) -> None:
-    print(f"  medians of {repeat}; herald = list_runs (a page of 50) + outcomes_per_day")
+    print(f"  medians of {repeat}; herald = runs_page (a page of 50) + outcomes_per_day")
     for row in results:
         if "plan" in row:
             continue

@@ -1,11 +1,11 @@
 """The admin's data functions against what they wrap.
 
-(1) Schedules page: `admin.schedules.list_schedules` over 10,000 schedules of one tenant
+(1) Schedules page: `services.schedule_table.list_schedules` over 10,000 schedules of one tenant
     (PostgreSQL), against the raw SQL it runs, on one plain psycopg connection.
     Goal: at most 300 ms, and at most 2x the raw query.
-(2) Report preview: `admin.reports.preview_report` of the demo report (PDF, page images,
+(2) Report preview: `services.documents.preview_report` of the demo report (PDF, page images,
     the CSV's first 20 rows) on the demo's SQLite data, against `herald export --format pdf`
-    of the same report (`jobs.pipeline.export_report`, in-process). Goal: at most 1.3x.
+    of the same report (`services.documents.export_report`, in-process). Goal: at most 1.3x.
 (3) History page: one page of runs plus the outcomes chart over 1,000,000 runs and ~3,000,000
     deliveries (PostgreSQL), against the raw indexed SQL they wrap (bench/_history.py).
     Goal: at most 300 ms and at most 2x the raw SQL.
@@ -145,15 +145,15 @@ def populate_schedules(url: str, total: int) -> None:
 
 def bench_schedules(total: int, repeat: int) -> dict[str, float] | None:
     try:
-        from admin.schedules import list_schedules
+        from services.schedule_table import list_schedules
     except ImportError as exc:
-        print(f"(1) skipped: admin.schedules.list_schedules is not there yet ({exc}).")
+        print(f"(1) skipped: services.schedule_table.list_schedules is not there yet ({exc}).")
         return None
     from sqlmodel import Session
 
-    from admin.access import load_viewer
     from models import migrate
     from models.db import get_engine
+    from services.access import load_viewer
 
     name, url = create_database()
     try:
@@ -206,24 +206,26 @@ def _bench_preview(directory: Path, renders: int) -> dict[str, float]:
     from models.settings import get_settings
 
     get_settings.cache_clear()
-    from admin.access import load_viewer
-    from admin.reports import page_images, preview_report
     from herald.demo import new_login, seed_demo
-    from jobs.pipeline import export_report
     from models.base import Format
-    from models.catalog import add_user, get_report, get_tenant
     from models.db import session_scope, utcnow
+    from services.access import OPERATOR, load_viewer
+    from services.documents import export_report, page_images, preview_report
+    from services.reports import get_report
+    from services.tenants import get_tenant
+    from tests.seeding import add_user
 
     seed_demo(directory, new_login({}), utcnow())
     with session_scope() as session:
-        tenant = get_tenant(session, "demo")
-        report_id = get_report(session, tenant, "video-performance").id
-        user_id = add_user(session, "bench@example.com", tenant, "viewer", "bench-password").user.id
+        tenant = get_tenant(session, OPERATOR, "demo")
+        report_id = get_report(session, OPERATOR, tenant, "video-performance").id
+        user_id = add_user(session, "bench@example.com", tenant, "viewer", "bench-password").user_id
     target = directory / "export.pdf"
     previews = []
 
     def export() -> None:
-        export_report("demo", "video-performance", Format.PDF, target, utcnow())
+        with session_scope() as session:
+            export_report(session, OPERATOR, "demo", "video-performance", Format.PDF, target, utcnow())
 
     def preview(images: bool = True) -> None:
         with session_scope() as session:

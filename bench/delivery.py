@@ -89,13 +89,13 @@ class SinkProcess:
 
 def prepare(url: str, recipients: list[str]) -> int:
     """Tenant data, the report, a schedule to `recipients`; queried and rendered once. The run id."""
-    from jobs.outbox import create_manual_run
-    from jobs.pipeline import RENDER, query_stage, render_stage
     from models import migrate
-    from models.catalog import add_tenant, save_report
     from models.db import session_scope, utcnow
     from models.definition import parse_definition
-    from models.scheduling import add_schedule
+    from pipeline.lifecycle import create_manual_run
+    from pipeline.query import RENDER, query_run
+    from pipeline.render import render_run
+    from tests.seeding import add_schedule, add_tenant, save_report
 
     migrate.upgrade(url)
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
@@ -109,8 +109,8 @@ def prepare(url: str, recipients: list[str]) -> int:
         save_report(session, tenant, parse_definition(REPORT))
         schedule = add_schedule(session, tenant, "video-performance", now=utcnow(), cron_expr="0 9 * * *",
                                 formats=["pdf", "csv"], emails=recipients)
-        run_id = create_manual_run(session, schedule, utcnow()).id
-    assert query_stage(run_id) == RENDER and render_stage(run_id)
+        run_id = create_manual_run(session, schedule, utcnow(), "cli").id
+    assert query_run(run_id) == RENDER and render_run(run_id)
     return run_id
 
 
@@ -123,14 +123,14 @@ def reset(url: str, run_id: int) -> None:
 
 
 def herald_deliver(url: str, run_id: int, sink: SinkProcess, count: int) -> float:
-    from jobs.pipeline import deliver_stage
     from models.db import session_scope
     from models.runs import ReportRun
+    from pipeline.deliver import deliver_run
 
     reset(url, run_id)
     before = sink.messages
     started = time.perf_counter()
-    deliver_stage(run_id)
+    deliver_run(run_id)
     elapsed = time.perf_counter() - started
     with session_scope(url) as session:
         status = session.get(ReportRun, run_id).status
@@ -154,10 +154,10 @@ def plain_loop(port: int, message: bytes, recipients: list[str], sink: SinkProce
 def one_message(url: str, run_id: int) -> bytes:
     """The message herald sends to the first recipient, byte for byte."""
     from delivery.mail import MailSender
-    from jobs.letter import build_letter
     from models.db import session_scope
     from models.runs import ReportRun
     from models.settings import get_settings
+    from pipeline.letter import build_letter
 
     with tempfile.TemporaryDirectory(prefix="herald-bench-letter-") as directory:
         with session_scope(url) as session:

@@ -106,9 +106,9 @@ def populate(url: str, datasource: str, schedules: int, tenants: int, slot) -> N
     the tenants, each to one e-mail address of its own. Rows set-based, as bench/tick.py."""
     from herald.demo import DEMO_REPORT
     from models import migrate
-    from models.catalog import add_tenant, save_report
     from models.db import get_engine, session_scope
     from models.definition import load_definition
+    from tests.seeding import add_tenant, save_report
 
     migrate.upgrade(url)
     definition = load_definition(DEMO_REPORT)
@@ -158,7 +158,7 @@ def wait_until_done(setup: Setup, url: str, runs: int, sink: MailSink, workers: 
                     log: Path) -> None:
     """Until every run is final and the sink has every sent message; fails on a stall or a dead
     worker. With `minute_ticks`, ticks again every minute, as periodiq would."""
-    from jobs.actors import dispatch_runs
+    from jobs.dispatch import dispatch_runs
     from jobs.tick import tick
     from models.db import utcnow
 
@@ -229,7 +229,7 @@ def stage_figures(metrics: Path) -> tuple[dict[str, float], dict[str, float]]:
 
 def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: int) -> Herd:
     """One herd on a fresh control database: populate, start the workers, tick, wait, check."""
-    from jobs.actors import dispatch_runs
+    from jobs.dispatch import dispatch_runs
     from jobs.tick import tick
     from models.db import get_engine, utcnow
     from models.settings import get_settings

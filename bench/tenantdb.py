@@ -36,8 +36,8 @@ def populate(admin_url: str) -> None:
 
 
 def herald(url: str, reports: int) -> float:
-    from jobs.pipeline import query_sections
     from models.definition import parse_definition
+    from pipeline.query import query_sections
 
     definition = parse_definition({"slug": "r", "title": "R", "sections": [
         {"kind": kind, "title": kind, "sql": sql, **({"chart": {"x": "platform", "y": "views"}}

@@ -88,7 +88,7 @@ def settle(url: str) -> None:
 
 def baseline(url: str) -> int:
     """The same runs in one INSERT … SELECT, and the same messages in a pipelined enqueue."""
-    from jobs.actors import enqueue_runs
+    from jobs.dispatch import enqueue_runs
     from models.db import get_engine
 
     with get_engine(url).begin() as conn:
@@ -122,7 +122,7 @@ def bench_size(total: int, due: int, repeat: int, namespace: str,
         started = time.perf_counter()
         populate(url, total, due)
         print(f"  populated {total:,} schedules in {time.perf_counter() - started:.1f} s", flush=True)
-        from jobs.actors import dispatch_runs
+        from jobs.dispatch import dispatch_runs
         from jobs.tick import tick
 
         times, base = [], []

@@ -2,7 +2,7 @@
 server that keeps every message it accepts in a Maildir, and an HTTP server answering the
 Telegram Bot API's `sendDocument` that keeps every document it gets.
 
-Both write under the demo directory in the layout `herald/inbox.py` reads (the admin's
+Both write under the demo directory in the layout `services/inbox.py` reads (the admin's
 Inbox runs in another process); a message is written whole or not at all.
 """
 
@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
 
-from herald.inbox import MAIL_DIR, META, TELEGRAM_DIR
+from services.inbox import MAIL_DIR, META, TELEGRAM_DIR
 
 log = logging.getLogger("herald.capture")
 LOCALHOST = "127.0.0.1"

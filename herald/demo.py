@@ -9,6 +9,7 @@ The docker-compose stack seeds the same tenant, report and videos into PostgreSQ
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -25,12 +26,15 @@ import psycopg.sql
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from herald.inbox import MAIL_DIR, TELEGRAM_DIR
-from models import catalog, migrate, scheduling
+from models import migrate
+from models.audit import SYSTEM
 from models.db import get_engine, session_scope
 from models.definition import load_definition
 from models.errors import HeraldError, InvalidInput
 from models.tenancy import Tenant
+from services import accounts, members, reports, schedules, tenants
+from services.access import Operator
+from services.inbox import MAIL_DIR, TELEGRAM_DIR
 from tenantdb import parse_datasource
 
 DEMO_TENANT = "demo"
@@ -42,7 +46,8 @@ LOGIN_FILE = "herald-demo-login.json"  # the demo login, printed at every start
 DEFAULT_EMAIL = "demo@example.com"
 TEAM_EMAIL = "team@example.com"
 TELEGRAM_CHAT = "123456789"
-MIN_PASSWORD = catalog.MIN_PASSWORD  # the admin's rule for every password
+MIN_PASSWORD = accounts.MIN_PASSWORD  # the admin's rule for every password
+SEEDER = Operator(SYSTEM)  # the demo's own changes: the change audit says "system"
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def write_demo_videos_postgres(url: str, reader: str | None = None) -> None:
                     psycopg.sql.Identifier(reader)))
     except psycopg.Error as exc:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HeraldError(f"The demo's videos could not be written to {catalog.redact_url(url)} "
+        raise HeraldError(f"The demo's videos could not be written to {tenants.redact_url(url)} "
                           f"({why}); give a data URL whose role may create tables there.") from None
 
 
@@ -172,25 +177,26 @@ def add_demo_tenant(session: Session, datasource_url: str, login: DemoLogin, now
     """The demo tenant reading `datasource_url`, the video-performance report, its schedules
     (every minute by e-mail; with `telegram`, every minute to a chat too; daily at 09:00 to
     the tenant's fallback address) and `login` as the tenant's admin."""
-    tenant = catalog.add_tenant(session, DEMO_TENANT, "Demo Media", "Europe/Moscow",
+    tenant = tenants.add_tenant(session, SEEDER, DEMO_TENANT, "Demo Media", "Europe/Moscow",
                                 datasource_url, emails=[TEAM_EMAIL])
-    catalog.save_report(session, tenant, load_definition(DEMO_REPORT))
-    report = "video-performance"
-    scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
-                            formats=["pdf", "csv"], emails=[TEAM_EMAIL])
+    reports.save_report(session, SEEDER, tenant, load_definition(DEMO_REPORT))
+    report, add = "video-performance", functools.partial(schedules.save_schedule, session, SEEDER,
+                                                         tenant.id, now=now)
+    add(schedules.ScheduleValues(report, cron="* * * * *", formats=("pdf", "csv"),
+                                 emails=(TEAM_EMAIL,)))
     if telegram:
-        scheduling.add_schedule(session, tenant, report, now=now, cron_expr="* * * * *",
-                                formats=["pdf"], chats=[TELEGRAM_CHAT])
-    scheduling.add_schedule(session, tenant, report, now=now, cadence="daily", at="09:00",
-                            formats=["pdf", "csv"])  # to the tenant's fallback address
-    catalog.add_user(session, login.email, tenant, "admin", login.password)
+        add(schedules.ScheduleValues(report, cron="* * * * *", formats=("pdf",),
+                                     chats=(TELEGRAM_CHAT,)))
+    add(schedules.ScheduleValues(report, cadence="daily", time="09:00",
+                                 formats=("pdf", "csv")))  # to the tenant's fallback address
+    members.grant(session, SEEDER, tenant.id, login.email, "admin", login.password)
 
 
 def describe_schedules(session: Session) -> list[str]:
     """One line per schedule of the demo tenant: what it sends, when, to whom, and next when."""
     lines = []
-    for schedule in scheduling.list_schedules(session, catalog.get_tenant(session, DEMO_TENANT)):
-        row = scheduling.schedule_to_dict(session, schedule)
+    tenant = tenants.get_tenant(session, SEEDER, DEMO_TENANT)
+    for row in schedules.list_schedule_details(session, SEEDER, tenant):
         who = ", ".join(f"{r['channel']} {r['address']}" for r in row["recipients"])
         state = f"next {row['next_run_at']}" if row["active"] else "paused"
         lines.append(f"schedule {row['id']}: {row['report']} {'+'.join(row['formats'])} "

@@ -69,7 +69,7 @@ def seconds_to_next_minute(now: float) -> float:
 def tick_every_minute(stop: threading.Event) -> None:
     """The minute tick, as periodiq triggers it: at start, then at each minute's start; the
     runs it claims go to the workers through the broker."""
-    from jobs.actors import enqueue_runs
+    from jobs.dispatch import enqueue_runs
     from jobs.tick import tick
 
     while True:
@@ -100,12 +100,12 @@ def use_environment(environment: dict[str, str]) -> None:
 
 
 def start_workers() -> dramatiq.Worker:
-    """Dramatiq workers in this process on the broker `jobs` installs (a StubBroker here), as
-    a `dramatiq jobs` process boots them."""
-    import jobs  # noqa: F401 - builds the broker from the settings, declares the actors
-    from jobs.shell import in_process_worker
+    """Dramatiq workers in this process on herald's broker from the settings (a StubBroker
+    here), booted as a `dramatiq jobs` process boots them."""
+    from jobs.broker import installed_broker
+    from jobs.worker import in_process_worker
 
-    broker = dramatiq.get_broker()
+    broker = installed_broker()
     if not isinstance(broker, StubBroker):
         raise HeraldError("herald's broker was set up before the demo's settings; start "
                           "`herald demo` in a fresh process.")
@@ -113,7 +113,7 @@ def start_workers() -> dramatiq.Worker:
 
 
 def stop_workers(worker: dramatiq.Worker) -> None:
-    from jobs.shell import WORKER_STOP_TIMEOUT_MS
+    from jobs.worker import WORKER_STOP_TIMEOUT_MS
 
     worker.stop(timeout=WORKER_STOP_TIMEOUT_MS)
     worker.broker.close()

@@ -1,16 +1,13 @@
-"""Workers: `dramatiq jobs` runs the actors, `periodiq jobs` triggers the minute tick.
+"""herald's workers: the Dramatiq actors, the minute tick, and the broker they share.
 
-Logging is configured first (HERALD_LOG_FORMAT, HERALD_LOG_LEVEL), in place of the
-handler dramatiq or periodiq set up. The broker is built from the settings and
-installed before any actor module is imported, as Dramatiq requires (and before
-`jobs.metrics`, see `jobs.broker`).
+`dramatiq jobs` and `periodiq jobs` import this package as their broker module and then ask
+Dramatiq for its broker, so this package boots the worker process when one of them imports
+it (`jobs.worker.boot`: logging, the broker, the actors), and only then. Imported by anything
+else (the CLI, the admin, the services, the tests), it does nothing: a process that sends
+messages builds its broker when it first sends (`jobs.dispatch`).
 """
 
-from jobs.broker import install_broker
-from models.logs import configure_logging
-from models.settings import get_settings
+from jobs.worker import boot, imported_by_worker_command
 
-configure_logging(get_settings())
-broker = install_broker(get_settings())
-
-from jobs import actors  # noqa: E402,F401  (declares the actors on `broker`)
+if imported_by_worker_command(__name__):
+    broker = boot()

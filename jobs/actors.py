@@ -1,13 +1,14 @@
-"""Dramatiq actors: thin wrappers that take ids, call a plain function, pass ids on.
+"""Dramatiq actors: thin wrappers that take ids, call a step of `pipeline`, pass ids on.
 
-Every actor states its limits; Dramatiq's defaults (20 retries over a week)
-are wrong for anything a person receives.
+Every actor states its limits; Dramatiq's defaults (20 retries over a week) are wrong for
+anything a person receives. Dramatiq declares an actor on the broker installed when its module
+is imported, so this module installs herald's broker first if none is (`installed_broker`).
+Actor names are part of every queued message: they stay as they are.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -15,42 +16,19 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from periodiq import cron
 
-from jobs import pipeline
-from jobs.enqueue import send_many
-from jobs.shards import query_queue, shard_for
-from jobs.tick import QueuedRun, tick
+from jobs.broker import installed_broker
+from jobs.dispatch import dispatch_runs
+from jobs.shards import query_queue
+from jobs.tick import tick
 from models.db import utcnow
 from models.settings import get_settings
+from pipeline.deliver import deliver_run
+from pipeline.query import DELIVER, RENDER, query_run
+from pipeline.render import render_run
 
 log = logging.getLogger("herald.actors")
 MINUTE_MS = 60_000
-
-
-def dispatch_runs(runs: Sequence[QueuedRun]) -> None:
-    """Send each run's query stage to its tenant's shard queue.
-
-    In the embedded mode (no REDIS_URL) there are no workers: the pipeline runs here.
-    """
-    settings = get_settings()
-    if settings.redis_url is None:
-        for run_id, _tenant_id in runs:
-            pipeline.run_pipeline(run_id)
-        return
-    enqueue_runs(runs)
-
-
-def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
-    """Send each run's query stage to its tenant's shard queue on the installed broker, whatever
-    it is: `herald demo` runs Dramatiq workers on the in-process broker and enqueues this way."""
-    shards = get_settings().shards
-    queues = {}  # tenant id -> its shard's queue (rendezvous hashing costs a hash per shard)
-    calls = []
-    for run_id, tenant_id in runs:
-        if tenant_id not in queues:
-            queues[tenant_id] = query_queue(shard_for(tenant_id, shards))
-        calls.append((queues[tenant_id], (run_id,)))
-    send_many(dramatiq.get_broker(), query_stage, calls)
-
+broker = installed_broker()
 
 # A tick that has used this share of its time limit hands the rest to a continuation.
 TICK_BUDGET_SHARE = 0.5
@@ -86,22 +64,24 @@ def query_backlog(broker: dramatiq.Broker) -> bool:
                 min_backoff=5_000, max_backoff=60_000,
                 time_limit=int(get_settings().query_timeout_seconds * 1000) + 5 * MINUTE_MS)
 def query_stage(run_id: int) -> None:
-    """Claim the run and query the tenant's database; routed per message to the tenant's shard."""
-    following = pipeline.query_stage(run_id)
-    if following == pipeline.RENDER:
+    """Take the run and query the tenant's database; routed per message to the tenant's shard."""
+    following = query_run(run_id)
+    if following == RENDER:
         render_stage.send(run_id)
-    elif following == pipeline.DELIVER:
+    elif following == DELIVER:
         deliver_stage.send(run_id)
 
 
 @dramatiq.actor(queue_name="render", max_retries=2, min_backoff=5_000, max_backoff=60_000,
                 time_limit=10 * MINUTE_MS)
 def render_stage(run_id: int) -> None:
-    if pipeline.render_stage(run_id):
+    """Render the run's documents; the deliver stage follows."""
+    if render_run(run_id):
         deliver_stage.send(run_id)
 
 
 @dramatiq.actor(queue_name="deliver", max_retries=5, min_backoff=10_000, max_backoff=5 * MINUTE_MS,
                 time_limit=30 * MINUTE_MS)
 def deliver_stage(run_id: int) -> None:
-    pipeline.deliver_stage(run_id)
+    """Send to every recipient not yet sent to, and end the run."""
+    deliver_run(run_id)

@@ -1,8 +1,9 @@
 """The one place the Dramatiq broker is built: Redis, RabbitMQ, or in-process.
 
-Imported by `jobs/__init__.py` before any actor module, as Dramatiq requires.
+Installed before any actor module is imported, as Dramatiq requires: by a worker's boot
+(`jobs.worker.boot`), or by the first message a process sends (`installed_broker`).
 
-A real broker (Redis, RabbitMQ) gets dramatiq's Prometheus middleware. How dramatiq 2
+A worker's broker (Redis, RabbitMQ) gets dramatiq's Prometheus middleware. How dramatiq 2
 sets it up: every worker process writes prometheus_client's multiprocess files into one
 directory, `dramatiq_prom_db` (default `$TMPDIR/dramatiq-prometheus`; created when the
 middleware module is imported, never emptied by dramatiq, so give each deployment its
@@ -11,7 +12,7 @@ there only at process boot, after this package is imported. The `dramatiq` comma
 forks one extra process that serves every worker's figures, summed, on
 `dramatiq_prom_host`:`dramatiq_prom_port` (0.0.0.0:9191). `periodiq` serves nothing.
 prometheus_client picks its storage when it is first imported, so the directory is set
-here, before `jobs.metrics` is: herald's counters and histograms then land in the same
+here, before `pipeline.metrics` is: herald's counters and histograms then land in the same
 files and the same exposition.
 """
 
@@ -25,7 +26,7 @@ from dramatiq.middleware import Middleware
 from periodiq import PeriodiqMiddleware
 
 from jobs.shards import query_queue
-from models.settings import Settings
+from models.settings import Settings, get_settings
 
 # A dead worker's messages come back after ~heartbeat + maintenance (measured
 # 18 s with these values, 573 s with Dramatiq's defaults; ENVIRONMENT.md).
@@ -34,7 +35,9 @@ REDIS_MAINTENANCE_CHANCE = 100_000  # per million commands
 PERIODIQ_SKIP_DELAY_S = 30
 
 
-def build_broker(settings: Settings) -> dramatiq.Broker:
+def build_broker(settings: Settings, worker: bool = False) -> dramatiq.Broker:
+    """The broker REDIS_URL names (an amqp:// URL: RabbitMQ; none: in-process), with the query
+    shards' queues declared; a `worker`'s real broker also gets the Prometheus middleware."""
     url = settings.redis_url
     if url is None:
         broker: dramatiq.Broker = StubBroker()
@@ -48,7 +51,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker = RedisBroker(url=url, namespace=settings.redis_namespace,
                              heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS,
                              maintenance_chance=REDIS_MAINTENANCE_CHANCE)
-    if url is not None:
+    if url is not None and worker:
         broker.add_middleware(worker_metrics())
     broker.add_middleware(PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY_S))
     for shard in settings.shards:
@@ -59,8 +62,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 def worker_metrics() -> Middleware:
     """dramatiq's Prometheus middleware, with herald's metrics sent to the same directory.
 
-    Only worker processes boot it (`after_process_boot`); a process that only enqueues
-    (periodiq, the CLI, the admin) carries it unused.
+    Only worker processes boot it (`after_process_boot`); periodiq carries it unused.
     """
     from dramatiq.middleware.prometheus import DB_PATH, Prometheus
 
@@ -69,9 +71,16 @@ def worker_metrics() -> Middleware:
     return Prometheus()
 
 
-def install_broker(settings: Settings, extra: list[Middleware] | None = None) -> dramatiq.Broker:
-    broker = build_broker(settings)
-    for middleware in extra or []:
-        broker.add_middleware(middleware)
+def install_broker(settings: Settings, worker: bool = False) -> dramatiq.Broker:
+    """Build the broker and make it Dramatiq's, for the actors declared from now on."""
+    broker = build_broker(settings, worker)
     dramatiq.set_broker(broker)
     return broker
+
+
+def installed_broker() -> dramatiq.Broker:
+    """Dramatiq's broker: the one a worker, the demo or a test installed, else herald's from the
+    settings, installed now (a process that only sends builds it when it first sends)."""
+    if dramatiq.broker.global_broker is None:
+        return install_broker(get_settings())
+    return dramatiq.get_broker()

@@ -11,7 +11,10 @@ that a set can do:
   advances every schedule (`jobs.claim_postgres`); SQLite, the embedded mode, gets the
   same rows from Python in executemany form.
 
-The unique (schedule, slot) key makes a second run for a slot impossible, whoever claims it.
+Every run is born QUEUED (the column's default); a slot claimed past its misfire grace is
+then moved to MISSED in the same transaction (`pipeline.lifecycle.move`), with the reason on
+the run and its schedule. The unique (schedule, slot) key makes a second run for a slot
+impossible, whoever claims it.
 """
 
 from __future__ import annotations
@@ -24,19 +27,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from jobs.claim_postgres import claim_set, missed_error
+from jobs.claim_postgres import claim_set
+from jobs.dispatch import QueuedRun
 from models import cron
 from models.db import insert_ignoring_conflicts
 from models.errors import InvalidInput
-from models.runs import ReportRun, RunStatus, note_changes, run_change, state_log
+from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
+from pipeline.lifecycle import move, note_created
 
 log = logging.getLogger("herald.tick")
 RUNS = ReportRun.__table__
 SCHEDULES = Schedule.__table__
-
-# (run id, tenant id) pairs, handed to the dispatcher once their transaction committed.
-QueuedRun = tuple[int, int]
+NOTES_BATCH = 5000  # missed runs moved per statement
 
 
 @dataclass
@@ -74,24 +77,46 @@ def claim_slice(session: Session, now: datetime, limit: int, planner: Planner | 
     """Claim up to `limit` due schedules, create their runs, advance their next_run_at."""
     planner = planner or Planner(now)
     if session.bind.dialect.name == "postgresql":
-        claimed, created, flagged = claim_set(session, now, limit, planner)
+        claimed, created, flagged, graces = claim_set(session, now, limit, planner)
     else:
-        claimed, created, flagged = _claim_rows(session, now, limit, planner)
-    queued = [(r.id, r.tenant_id) for r in created if r.status == RunStatus.QUEUED]
-    # After the commit, each missed run is a WARNING line. Each queued one is a DEBUG line,
-    # made only when DEBUG is on: the tick's INFO line counts them, and at 100,000 runs a
-    # tick, making the lines nobody reads cost a second. A conflict made no run.
-    logged = created if state_log.isEnabledFor(logging.DEBUG) else \
-        [r for r in created if r.status != RunStatus.QUEUED]
-    note_changes(session, [run_change(r.id, None, r.status, r.schedule_id, bulk=True)
-                           for r in sorted(logged, key=lambda r: r.id)])
-    return Slice(queued=queued, missed=len(created) - len(queued), flagged=flagged, claimed=claimed)
+        claimed, created, flagged, graces = _claim_rows(session, now, limit, planner)
+    # A late slot's run was written without queued_at: it is missed, not sent.
+    late = [r for r in created if r.queued_at is None]
+    queued = [(r.id, r.tenant_id) for r in created if r.queued_at is not None]
+    # Each queued run is a DEBUG line, made only when DEBUG is on: the tick's INFO line counts
+    # them, and at 100,000 runs a tick, making the lines nobody reads cost a second. A conflict
+    # made no run.
+    note_created(session, created)
+    if late:
+        _miss(session, late, now, graces)
+    return Slice(queued=queued, missed=len(late), flagged=flagged, claimed=claimed)
+
+
+def _miss(session: Session, late: list[sa.Row], now: datetime, graces: dict[int, int]) -> None:
+    """Each late run is MISSED (a WARNING line after the commit), and it and its schedule say
+    which slot was missed and by how much."""
+    for start in range(0, len(late), NOTES_BATCH):
+        chunk = late[start:start + NOTES_BATCH]
+        move(session, RunStatus.QUEUED, RunStatus.MISSED, RUNS.c.id.in_([r.id for r in chunk]),
+             finished_at=now)
+        notes = [{"b_run": r.id, "b_schedule": r.schedule_id,
+                  "b_error": missed_error(r.scheduled_for, now, graces[r.schedule_id])} for r in chunk]
+        session.execute(RUNS.update().where(RUNS.c.id == sa.bindparam("b_run"))
+                        .values(error=sa.bindparam("b_error")), notes)
+        session.execute(SCHEDULES.update().where(SCHEDULES.c.id == sa.bindparam("b_schedule"))
+                        .values(last_status="missed", last_error=sa.bindparam("b_error")), notes)
+
+
+def missed_error(slot: datetime, now: datetime, grace_s: int) -> str:
+    return (f"slot {slot.isoformat()} was claimed {now - slot} late, past the "
+            f"{timedelta(seconds=grace_s)} misfire grace; not sent")
 
 
 def _claim_rows(session: Session, now: datetime, limit: int,
-                planner: Planner) -> tuple[int, list[sa.Row], int]:
+                planner: Planner) -> tuple[int, list[sa.Row], int, dict[int, int]]:
     """SQLite (the embedded mode): the same claim, row by row in Python, written in executemany
-    form (each statement compiled once). Returns (claimed, runs created, flagged)."""
+    form (each statement compiled once). Returns (claimed, runs created, flagged, the misfire
+    grace of each schedule claimed)."""
     due = session.execute(
         sa.select(SCHEDULES.c.id, SCHEDULES.c.tenant_id, SCHEDULES.c.cron, SCHEDULES.c.timezone,
                   SCHEDULES.c.next_run_at, SCHEDULES.c.misfire_grace_seconds,
@@ -113,25 +138,22 @@ def _claim_rows(session: Session, now: datetime, limit: int,
             # Flag it where operators look; never skip silently, never retry every minute.
             flagged += 1
             log.error("schedule %s cannot be planned: %s", row.id, exc)
-            notes.append({"id": row.id, "next": None, "status": "invalid", "error": str(exc)})
+            notes.append({"id": row.id, "next": None, "last_status": "invalid", "error": str(exc)})
             continue
-        if now - plan.slot - shift > timedelta(seconds=row.misfire_grace_seconds):  # missed
-            error = missed_error(plan.slot, now, row.misfire_grace_seconds)
-            runs.append({"schedule_id": row.id, "tenant_id": row.tenant_id, "scheduled_for": plan.slot,
-                         "status": RunStatus.MISSED.value, "queued_at": None, "finished_at": now,
-                         "error": error})
-            notes.append({"id": row.id, "next": plan.next_run_at + shift, "status": "missed", "error": error})
+        late = now - plan.slot - shift > timedelta(seconds=row.misfire_grace_seconds)
+        runs.append({"schedule_id": row.id, "tenant_id": row.tenant_id, "scheduled_for": plan.slot,
+                     "queued_at": None if late else now})
+        if late:  # missed: the schedule moves on to its next slot, the run says why
+            notes.append({"id": row.id, "next": plan.next_run_at + shift, "last_status": "missed",
+                          "error": None})
         else:
-            runs.append({"schedule_id": row.id, "tenant_id": row.tenant_id, "scheduled_for": plan.slot,
-                         "status": RunStatus.QUEUED.value, "queued_at": now, "finished_at": None,
-                         "error": None})
             fired.append({"id": row.id, "next": plan.next_run_at + shift, "slot": plan.slot})
     created = _ExecutemanyWrites.runs(session, runs, now) if runs else []
     if fired:
         _ExecutemanyWrites.fired(session, fired)
     if notes:
         _ExecutemanyWrites.notes(session, notes)
-    return len(due), created, flagged
+    return len(due), created, flagged, {row.id: row.misfire_grace_seconds for row in due}
 
 
 class _ExecutemanyWrites:
@@ -142,7 +164,8 @@ class _ExecutemanyWrites:
         rows = [{**run, "manual": False, "test": False, "attempts": 0, "created_at": now} for run in runs]
         return session.execute(
             insert_ignoring_conflicts(session, RUNS, "schedule_id", "scheduled_for")
-            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.status, RUNS.c.schedule_id),
+            .returning(RUNS.c.id, RUNS.c.tenant_id, RUNS.c.schedule_id, RUNS.c.scheduled_for,
+                       RUNS.c.queued_at),
             rows,
         ).all()
 
@@ -157,5 +180,5 @@ class _ExecutemanyWrites:
         session.execute(SCHEDULES.update().where(SCHEDULES.c.id == sa.bindparam("b_id")).values(
             next_run_at=sa.bindparam("b_next"), last_status=sa.bindparam("b_status"),
             last_error=sa.bindparam("b_error")),
-            [{"b_id": n["id"], "b_next": n["next"], "b_status": n["status"], "b_error": n["error"]}
+            [{"b_id": n["id"], "b_next": n["next"], "b_status": n["last_status"], "b_error": n["error"]}
              for n in notes])

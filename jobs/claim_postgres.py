@@ -4,20 +4,21 @@
    copied into a temporary table in one statement.
 2. Only their distinct (cron, timezone, due time, grace) come back, to be planned with
    croniter once each (at the top of the hour, 100,000 schedules share a few hundred).
-3. One `INSERT … SELECT` joins the locked schedules to the plans and writes every run,
-   queued or missed; one `UPDATE … FROM` advances every schedule, found by the physical
+3. One `INSERT … SELECT` joins the locked schedules to the plans and writes every run (born
+   QUEUED; a late slot's without queued_at, to be missed); one `UPDATE … FROM` advances every
+   schedule, found by the physical
    address (ctid) the lock read: a row this transaction holds `FOR UPDATE` cannot move, and
    a TID scan skips a descent of the primary key per row. Only the new runs' ids come back,
    for their messages.
 
-Missed and unplannable schedules are rare; their sentences are written row by row.
+Missed and unplannable schedules are rare; `jobs.claim` moves the missed runs and writes
+their sentences.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlmodel import Session
 
 from models.errors import InvalidInput
 from models.redact import redact
-from models.runs import ReportRun, RunStatus
+from models.runs import ReportRun
 from models.schedules import Schedule
 
 log = logging.getLogger("herald.tick")
@@ -54,14 +55,13 @@ PLANS = """
                 FROM herald_claim c JOIN plan p USING (cron, timezone, due_at))"""
 INSERT_RUNS = sa.text(f"""
     WITH {PLANS}
-    INSERT INTO report_run (schedule_id, tenant_id, scheduled_for, manual, test, status, queued_at,
-                            finished_at, attempts, created_at)
-    SELECT id, tenant_id, slot, false, false, CASE WHEN late THEN 'missed' ELSE 'queued' END,
-           CASE WHEN late THEN NULL ELSE CAST(:now AS timestamptz) END,
-           CASE WHEN late THEN CAST(:now AS timestamptz) END, 0, :now
+    INSERT INTO report_run (schedule_id, tenant_id, scheduled_for, manual, test, queued_at,
+                            attempts, created_at)
+    SELECT id, tenant_id, slot, false, false,
+           CASE WHEN late THEN NULL ELSE CAST(:now AS timestamptz) END, 0, :now
     FROM claimed
     ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-    RETURNING id, tenant_id, status, schedule_id, scheduled_for""")
+    RETURNING id, tenant_id, schedule_id, scheduled_for, queued_at""")
 ADVANCE = sa.text(f"""
     WITH {PLANS}
     UPDATE schedule AS s
@@ -79,15 +79,17 @@ FLAG = sa.text("""
 GRACE = sa.text("SELECT id, grace FROM herald_claim WHERE id = ANY(CAST(:ids AS integer[]))")
 
 
-def claim_set(session: Session, now: datetime, limit: int, planner: Any) -> tuple[int, list[sa.Row], int]:
-    """Lock, plan and write one slice: (schedules claimed, runs created, schedules flagged)."""
+def claim_set(session: Session, now: datetime, limit: int,
+              planner: Any) -> tuple[int, list[sa.Row], int, dict[int, int]]:
+    """Lock, plan and write one slice: (schedules claimed, runs created, schedules flagged, the
+    misfire grace of each late run's schedule)."""
     connection = session.connection()
     if not connection.info.get(_CREATED):
         connection.execute(CREATE)
         connection.info[_CREATED] = True
     claimed = connection.execute(LOCK, {"now": now, "limit": limit}).rowcount
     if not claimed:
-        return 0, [], 0
+        return 0, [], 0, {}
     plans: dict[str, list[Any]] = {"crons": [], "zones": [], "dues": [], "slots": [], "nexts": []}
     flags: dict[str, list[Any]] = {"crons": [], "zones": [], "dues": [], "errors": []}
     for shape in connection.execute(SHAPES):
@@ -108,23 +110,6 @@ def claim_set(session: Session, now: datetime, limit: int, planner: Any) -> tupl
     flagged = connection.execute(FLAG, flags).all() if flags["crons"] else []
     for schedule_id, error in flagged:
         log.error("schedule %s cannot be planned: %s", schedule_id, error)
-    _explain_missed(session, [r for r in created if r.status == RunStatus.MISSED], now)
-    return claimed, created, len(flagged)
-
-
-def _explain_missed(session: Session, missed: Sequence[sa.Row], now: datetime) -> None:
-    """Each missed run, and its schedule, says which slot was missed and by how much."""
-    if not missed:
-        return
-    graces = dict(session.connection().execute(GRACE, {"ids": [r.schedule_id for r in missed]}).all())
-    notes = [{"b_run": r.id, "b_schedule": r.schedule_id,
-              "b_error": missed_error(r.scheduled_for, now, graces[r.schedule_id])} for r in missed]
-    session.execute(RUNS.update().where(RUNS.c.id == sa.bindparam("b_run"))
-                    .values(error=sa.bindparam("b_error")), notes)
-    session.execute(SCHEDULES.update().where(SCHEDULES.c.id == sa.bindparam("b_schedule"))
-                    .values(last_status="missed", last_error=sa.bindparam("b_error")), notes)
-
-
-def missed_error(slot: datetime, now: datetime, grace_s: int) -> str:
-    return (f"slot {slot.isoformat()} was claimed {now - slot} late, past the "
-            f"{timedelta(seconds=grace_s)} misfire grace; not sent")
+    late = [r.schedule_id for r in created if r.queued_at is None]
+    graces = dict(connection.execute(GRACE, {"ids": late}).all()) if late else {}
+    return claimed, created, len(flagged), graces

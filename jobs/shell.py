@@ -1,69 +1,62 @@
-"""Calling herald's actors from a Python shell, on either broker.
+"""Calling herald from a Python shell, on either broker: the same sends as the CLI and the
+admin, and the actors themselves.
 
-    >>> from jobs.actors import query_stage
-    >>> from jobs.shell import drain, queue_run
-    >>> run_id = queue_run(1)        # a manual run of schedule 1, queued as `herald send-now` makes it
-    >>> query_stage.send(run_id)     # the query stage; it sends the render and deliver stages on
+    >>> from jobs.shell import drain, send_now
+    >>> run_id = send_now(1)         # a manual run of schedule 1, sent as `herald send-now` sends it
     >>> drain()                      # embedded only: run what is queued, here, until nothing is left
+    >>> from jobs.actors import query_stage
+    >>> query_stage.send(run_id)     # one actor by hand (a run already ended is left alone)
 
-Importing `jobs` (which `jobs.actors` and this module do) builds the broker from the settings,
-once per process. With REDIS_URL (redis:// or amqp://) a message goes to that broker and a
-running `dramatiq jobs` takes it. Without it the broker is dramatiq's in-process StubBroker:
-messages wait in memory until `drain()` runs them with a real dramatiq Worker in this process.
+`send_now`, `send_test` and `resend_failed` are `services.runs`' own, as herald's operator (the
+change audit says "cli"), with each run's first message sent to the installed broker. With
+REDIS_URL (redis:// or amqp://) a message goes to that broker and a running `dramatiq jobs`
+takes it. Without it the broker is dramatiq's in-process StubBroker: messages wait in memory
+until `drain()` runs them with a real dramatiq Worker in this process.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from dramatiq.errors import QueueJoinTimeout
-from dramatiq.middleware import Middleware
 
-from jobs.outbox import create_manual_run
+from jobs.broker import installed_broker
+from jobs.dispatch import enqueue_runs
+from jobs.worker import WORKER_STOP_TIMEOUT_MS, WORKER_THREADS, in_process_worker
 from models.db import session_scope, utcnow
 from models.errors import HeraldError
-from models.scheduling import get_schedule
-
-WORKER_THREADS = 2
-WORKER_STOP_TIMEOUT_MS = 30_000  # a render or send in progress may finish
-_booted: set[int] = set()  # id() of the brokers whose process-boot hooks have run here
+from services import runs
+from services.access import OPERATOR
 
 
-class CloseBrowsers(Middleware):
-    """Each worker thread closes its Chromium as it stops, so none outlives the worker."""
-
-    def before_worker_thread_shutdown(self, broker: dramatiq.Broker, thread: object) -> None:
-        from renderers.pdf import printer
-
-        printer().close()
-
-
-def queue_run(schedule_id: int) -> int:
-    """A manual run of the schedule, queued and not yet sent: give its id to `query_stage.send`."""
+def send_now(schedule_id: int) -> int:
+    """A manual run of the schedule, its query stage sent to the broker; returns the run's id."""
     with session_scope() as session:
-        return create_manual_run(session, get_schedule(session, schedule_id), utcnow()).id
+        return runs.send_now(session, OPERATOR, schedule_id, now=utcnow(), dispatch=enqueue_runs).run_id
 
 
-def in_process_worker(broker: dramatiq.Broker, threads: int = WORKER_THREADS) -> dramatiq.Worker:
-    """A started dramatiq Worker in this process, booted as a `dramatiq jobs` process boots its
-    own (TimeLimit's watchdog, ...), each thread closing its browser when it stops."""
-    if id(broker) not in _booted:
-        broker.add_middleware(CloseBrowsers())
-        broker.emit_after("process_boot")
-        _booted.add(id(broker))
-    worker = dramatiq.Worker(broker, worker_threads=threads)
-    worker.start()
-    return worker
+def send_test(schedule_id: int, emails: Sequence[str] = (), chats: Sequence[str] = ()) -> int:
+    """A test run of the schedule to these addresses and chats only; returns the run's id."""
+    with session_scope() as session:
+        return runs.send_test(session, OPERATOR, schedule_id, now=utcnow(), emails=emails,
+                              chats=chats, dispatch=enqueue_runs).run_id
+
+
+def resend_failed(run_id: int) -> list[tuple[str, str]]:
+    """The run's failed deliveries sent again; returns (channel, recipient) of each."""
+    with session_scope() as session:
+        return list(runs.resend_failed(session, OPERATOR, run_id, now=utcnow(),
+                                       dispatch=enqueue_runs).resent)
 
 
 def drain(timeout_s: float | None = None, threads: int = WORKER_THREADS) -> None:
     """Run the in-process broker's messages, and the ones they send on, in this process; return
     once every queue is empty. Raises the error of a message that failed for good meanwhile
     (its retries used up), and HeraldError when `timeout_s` passes first."""
-    broker = dramatiq.get_broker()
+    broker = installed_broker()
     if not isinstance(broker, StubBroker):
         raise HeraldError("drain() runs the in-process broker's messages, but REDIS_URL is set: "
                           "a running `dramatiq jobs` takes them; start one if none is running.")

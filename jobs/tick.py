@@ -24,14 +24,15 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from jobs import metrics
-from jobs.claim import Planner, QueuedRun, claim_slice
-from jobs.outbox import record_end
+from jobs.claim import Planner, claim_slice
+from jobs.dispatch import QueuedRun
 from models.artifacts import purge_expired
 from models.db import get_engine, session_scope
 from models.health import host_name, record_tick
-from models.runs import ReportRun, RunStatus, note_changes, run_change
+from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
+from pipeline import metrics
+from pipeline.lifecycle import end_run, move
 
 log = logging.getLogger("herald.tick")
 RUNS = ReportRun.__table__
@@ -73,25 +74,27 @@ def requeue_stale_runs(session: Session, now: datetime, limit: int,
     ).all()
     exhausted = [r for r in stale if r.attempts >= settings.max_run_attempts]
     retry = [r for r in stale if r.attempts < settings.max_run_attempts]
-    if exhausted:
-        for run in exhausted:
-            finish_abandoned(session, run.id, now, settings.max_run_attempts)
+    for run in exhausted:
+        abandon(session, run.id, now, settings.max_run_attempts)
     if retry:
-        session.execute(
-            RUNS.update().where(RUNS.c.id.in_([r.id for r in retry]))
-            .values(status=RunStatus.QUEUED, queued_at=now, lease_expires_at=None)
-        )
+        # A dead worker's run goes back to the queue; a run still queued is sent again.
+        held = [r.id for r in retry if r.status == RunStatus.RUNNING]
+        waiting = [r.id for r in retry if r.status == RunStatus.QUEUED]
+        if held:
+            move(session, RunStatus.RUNNING, RunStatus.QUEUED, RUNS.c.id.in_(held), queued_at=now,
+                 lease_expires_at=None)
+        if waiting:
+            session.execute(RUNS.update().where(RUNS.c.id.in_(waiting), RUNS.c.status == RunStatus.QUEUED)
+                            .values(queued_at=now))
         log.warning("re-enqueued %d stale runs: %s", len(retry), [r.id for r in retry])
-        note_changes(session, [run_change(r.id, r.status, RunStatus.QUEUED, r.schedule_id)
-                               for r in retry if r.status != RunStatus.QUEUED])
     return [(r.id, r.tenant_id) for r in retry]
 
 
-def finish_abandoned(session: Session, run_id: int, now: datetime, attempts: int) -> None:
-    """A run no worker finished in `attempts` tries ends FAILED, with its last error kept."""
+def abandon(session: Session, run_id: int, now: datetime, attempts: int) -> None:
+    """A run no worker ended in `attempts` tries ends FAILED, with its last error kept."""
     run = session.get(ReportRun, run_id)
     reason = f"abandoned after {attempts} attempts" + (f"; last error: {run.error}" if run.error else "")
-    record_end(session, run, RunStatus.FAILED, now, reason)
+    end_run(session, run, RunStatus.FAILED, now, reason)
 
 
 def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
@@ -113,7 +116,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
     try:
         while True:
             slice_started = time.monotonic()
-            with session_scope(url, claim=True) as session:
+            with session_scope(url, locking=True) as session:
                 batch = claim_slice(session, now, limit, planner)
             sender.send(batch.queued)  # only after the commit: a message never names an uncommitted run
             report.queued += batch.queued
@@ -135,7 +138,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
         hand_over()
     else:
         while True:  # a slice at a time too: a killed tick may have left thousands queued
-            with session_scope(url, claim=True) as session:
+            with session_scope(url, locking=True) as session:
                 requeued = requeue_stale_runs(session, now, limit, queued=not backlog)
             dispatch(requeued)
             report.requeued += requeued

@@ -7,7 +7,7 @@ Written by the data functions that change things (the admin's and the CLI's alik
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
@@ -34,6 +34,17 @@ class ChangeEvent(SQLModel, table=True):
     created_at: datetime = created_at()
 
 
+class Change(NamedTuple):
+    """One recorded change as plain data: who, when, what (`changes` maps each field to
+    [old, new])."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    changes: dict[str, list[Any]]
+
+
 def record_change(session: Session, tenant_id: int, object_type: str, object_id: int, action: str,
                   actor: str, changes: dict[str, list[Any]]) -> ChangeEvent:
     """Add one change row (flushed with the change it describes, in the same transaction)."""
@@ -50,11 +61,11 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def list_changes(session: Session, tenant_id: int, object_type: str, object_id: int,
-                 limit: int = 100) -> list[ChangeEvent]:
+                 limit: int = 100) -> list[Change]:
     """An object's changes, newest (last written) first."""
-    return list(session.exec(
-        select(ChangeEvent).where(ChangeEvent.tenant_id == tenant_id,
-                                  ChangeEvent.object_type == object_type,
-                                  ChangeEvent.object_id == object_id)
-        .order_by(ChangeEvent.id.desc()).limit(limit)
-    ))
+    return [Change(id=e.id, at=e.created_at, actor=e.actor, action=e.action, changes=dict(e.changes))
+            for e in session.exec(
+                select(ChangeEvent).where(ChangeEvent.tenant_id == tenant_id,
+                                          ChangeEvent.object_type == object_type,
+                                          ChangeEvent.object_id == object_id)
+                .order_by(ChangeEvent.id.desc()).limit(limit))]

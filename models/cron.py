@@ -99,11 +99,27 @@ def validate_cron(expr: str) -> str:
     return normalised
 
 
+# The five fields each macro stands for (`describe` reads five fields only).
+MACRO_FIELDS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                "@hourly": "0 * * * *"}
+
+
 def describe(expr: str) -> str:
-    """The expression in words, e.g. 'At 09:30, Monday through Friday'."""
+    """The expression in words, e.g. 'At 09:30, Monday through Friday' (macros too)."""
     options = Options()
     options.use_24hour_time_format = True
-    return ExpressionDescriptor(validate_cron(expr), options).get_description()
+    expr = validate_cron(expr)
+    return ExpressionDescriptor(MACRO_FIELDS.get(expr, expr), options).get_description()
+
+
+@functools.lru_cache(maxsize=4096)
+def describe_or_none(expr: str) -> str | None:
+    """The expression in words, or None for a stored one that no longer parses."""
+    try:
+        return describe(expr)
+    except InvalidInput:
+        return None
 
 
 def follows_real_time(expr: str) -> bool:

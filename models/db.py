@@ -84,27 +84,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin_immediate(connection: sa.Connection) -> None:
-    # SQLite's single-writer equivalent of FOR UPDATE: a claiming transaction
-    # (see `claiming_session`) takes the write lock when it begins, so two ticks
+    # SQLite's single-writer equivalent of FOR UPDATE: a locking transaction
+    # (`session_scope(locking=True)`) takes the write lock when it begins, so two ticks
     # cannot both read the same due rows and then both write.
-    immediate = connection.get_execution_options().get(CLAIM_OPTION)
+    immediate = connection.get_execution_options().get(LOCK_OPTION)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-CLAIM_OPTION = "herald_claim"
+LOCK_OPTION = "herald_lock"
 
 
 @contextlib.contextmanager
-def session_scope(url: str | None = None, *, claim: bool = False) -> Iterator[Session]:
+def session_scope(url: str | None = None, *, locking: bool = False) -> Iterator[Session]:
     """A session that commits on success and rolls back on error.
 
-    `claim=True` is for transactions that read rows in order to claim them: on
-    SQLite it begins with the write lock held; on PostgreSQL the caller uses
-    `FOR UPDATE SKIP LOCKED`.
+    `locking=True` is for transactions that read rows in order to change them (the tick's
+    claim, taking deliveries): on SQLite it begins with the write lock held; on PostgreSQL
+    the caller locks the rows it reads (`FOR UPDATE`, often `SKIP LOCKED`).
     """
     engine = get_engine(url)
-    if claim:
-        engine = engine.execution_options(**{CLAIM_OPTION: True})
+    if locking:
+        engine = engine.execution_options(**{LOCK_OPTION: True})
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session

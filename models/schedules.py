@@ -1,4 +1,4 @@
-"""Schedules: when a report is sent, in which formats, to whom."""
+"""Schedules: when a report is sent, in which formats, to whom; and pausing or resuming one."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
+from models import spread
+from models.audit import record_change
 from models.base import Channel, created_at, json_column, parent, timestamp
 from models.db import RedactedText
+from models.tenancy import Tenant
 
 
 class Schedule(SQLModel, table=True):
@@ -63,3 +66,24 @@ class ScheduleRecipient(SQLModel, table=True):
     schedule_id: int = parent("schedule.id", index=False)  # the unique index leads with it
     channel: Channel = Field(sa_type=sa.String(16))
     address: str = Field(max_length=320)
+
+
+def set_active(session: Session, schedule: Schedule, active: bool, now: datetime, actor: str,
+               reason: str | None = None) -> None:
+    """Pause or resume, recorded as `actor`'s change. Resuming plans from `now` (a paused
+    schedule does not catch up) and forgets why it was paused; `reason` says why herald paused
+    it itself (`pipeline.autopause`). Nothing changes, and nothing is recorded, when it already is."""
+    if active == schedule.active:
+        return
+    reason = None if active else reason  # a running schedule has no pause reason
+    changes: dict[str, list[Any]] = {"paused": [active, not active]}
+    if active:
+        spread.plan_from(schedule, session.get(Tenant, schedule.tenant_id), now)
+    if schedule.paused_reason != reason:
+        changes["paused_reason"] = [schedule.paused_reason, reason]
+    schedule.paused_reason, schedule.paused_at = reason, now if reason else None
+    schedule.active = active
+    schedule.updated_at = now
+    session.flush()
+    record_change(session, schedule.tenant_id, "schedule", schedule.id,
+                  "resumed" if active else "paused", actor, changes)

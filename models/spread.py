@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from models import cron
 from models.errors import InvalidInput
-from models.schedules import Schedule
-from models.tenancy import Tenant
+
+if TYPE_CHECKING:
+    from models.schedules import Schedule
+    from models.tenancy import Tenant
 
 MAX_SPREAD_SECONDS = 3600
 

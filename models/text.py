@@ -1,8 +1,10 @@
-"""One-line text: what may go into an e-mail header, a file name or a title."""
+"""One-line text (what may go into an e-mail header, a file name or a title), and a length of
+time as people say it."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from models.errors import InvalidInput
 
@@ -29,3 +31,23 @@ def require_one_line(text: str | None, noun: str) -> str | None:
     if text is not None and has_control_character(text):
         raise InvalidInput(f"The {noun} {NOT_ONE_LINE}.")
     return text
+
+
+def duration_text(delta: timedelta | None) -> str:
+    """A length of time as people say it: `850 ms`, `2.5 s`, `45 s`, `14 min`, `3 h`, `2 days`
+    (empty for None: not measured)."""
+    if delta is None:
+        return ""
+    seconds = delta.total_seconds()
+    if seconds < 1:
+        return f"{int(seconds * 1000)} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 2 * 3600:
+        return f"{whole // 60} min"
+    if whole < 2 * 86400:
+        return f"{whole // 3600} h"
+    return f"{whole // 86400} days"

@@ -9,7 +9,15 @@ from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
 from herald.cli.health import health_command
 from herald.cli.metrics import metrics_command
-from herald.cli.runs import export_command, run_command, runs_command, send_now, tick_command
+from herald.cli.runs import (
+    export_command,
+    resend_command,
+    run_command,
+    runs_command,
+    send_now,
+    send_test_command,
+    tick_command,
+)
 from herald.cli.schedules import cron_app, schedule_app
 from models import migrate
 from models.logs import configure_logging
@@ -47,6 +55,8 @@ app.add_typer(cron_app, name="cron")
 app.command("demo")(reports_errors(demo))
 app.command("tick")(tick_command)
 app.command("send-now")(send_now)
+app.command("send-test")(send_test_command)
+app.command("resend")(resend_command)
 app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("export")(export_command)

@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 
 from herald.cli.common import JsonOption, print_json, reports_errors
-from models import catalog, migrate
-from models.audit import CLI
+from models import migrate
 from models.db import session_scope, utcnow
 from models.definition import load_definition
+from services import accounts, members, reports, tenants
+from services.access import OPERATOR
 
 db_app = typer.Typer(help="The control database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants: organisations with their own data source.", no_args_is_help=True)
@@ -66,8 +67,8 @@ def tenant_add(
 ) -> None:
     """Add a tenant with its tenant-wide fallback recipients."""
     with session_scope() as session:
-        tenant = catalog.add_tenant(session, slug, name, timezone, datasource, email, telegram)
-        data = catalog.tenant_to_dict(session, tenant)
+        tenant = tenants.add_tenant(session, OPERATOR, slug, name, timezone, datasource, email, telegram)
+        data = tenants.tenant_to_dict(session, tenant)
     print_json(data) if json_out else typer.echo(f"tenant {data['slug']} added (id {data['id']})")
 
 
@@ -81,8 +82,8 @@ def tenant_grant_refresh(
     """Let the tenant's reports refresh materialized views (`refresh:`) before their queries,
     through this data source; the queries still read through the read-only one."""
     with session_scope() as session:
-        catalog.grant_refresh(session, catalog.get_tenant(session, slug), url, actor=CLI)
-    typer.echo(f"tenant {slug} may refresh materialized views as {catalog.redact_url(url)}")
+        tenants.grant_refresh(session, OPERATOR, tenants.get_tenant(session, OPERATOR, slug), url)
+    typer.echo(f"tenant {slug} may refresh materialized views as {tenants.redact_url(url)}")
 
 
 @tenant_app.command("set-spread")
@@ -94,7 +95,7 @@ def tenant_set_spread(
     """Spread the runs of the tenant's schedules over SECONDS after their slots, each schedule
     at its own second (schedules with their own --spread keep it)."""
     with session_scope() as session:
-        moved = catalog.set_spread(session, catalog.get_tenant(session, slug), seconds, actor=CLI)
+        moved = tenants.set_spread(session, OPERATOR, tenants.get_tenant(session, OPERATOR, slug), seconds)
     typer.echo(f"tenant {slug}: runs spread over {seconds} s after their slots "
                f"({moved} schedules replanned)")
 
@@ -104,7 +105,7 @@ def tenant_set_spread(
 def tenant_revoke_refresh(slug: str) -> None:
     """Take the refresh data source away: reports with `refresh:` fail until it is granted again."""
     with session_scope() as session:
-        catalog.grant_refresh(session, catalog.get_tenant(session, slug), None, actor=CLI)
+        tenants.grant_refresh(session, OPERATOR, tenants.get_tenant(session, OPERATOR, slug), None)
     typer.echo(f"tenant {slug} may no longer refresh materialized views")
 
 
@@ -118,8 +119,8 @@ def report_add(
     """Create a report from FILE, or update the tenant's report with the same slug."""
     definition = load_definition(file)
     with session_scope() as session:
-        owner = catalog.get_tenant(session, tenant)
-        report, created = catalog.save_report(session, owner, definition, actor=CLI)
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        report, created = reports.save_report(session, OPERATOR, owner, definition)
         data = {"id": report.id, "tenant": owner.slug, "slug": report.slug, "title": report.title,
                 "created": created}
     if json_out:
@@ -140,9 +141,9 @@ def user_add(
     """Give a user (created if new) a role in a tenant; an existing user's password is kept."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with session_scope() as session:
-        owner = catalog.get_tenant(session, tenant)
-        grant = catalog.add_user(session, email, owner, role, password)
-        data = {"id": grant.user.id, "email": grant.user.email, "tenant": owner.slug,
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        grant = members.grant(session, OPERATOR, owner.id, email, role, password)
+        data = {"id": grant.user_id, "email": grant.email, "tenant": owner.slug,
                 "role": grant.role.value, "change": grant.change}
     if grant.previous_role is not None:
         data["previous_role"] = grant.previous_role.value
@@ -167,7 +168,7 @@ def user_set_password(
     and any lockout is lifted."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with session_scope() as session:
-        address, generated = catalog.reset_password(session, email, password, utcnow())
+        address, generated = accounts.reset_password(session, OPERATOR, email, password, utcnow())
     data = {"email": address, "password_changed": True}
     if generated:
         data["generated_password"] = generated

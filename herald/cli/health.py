@@ -20,8 +20,8 @@ def health_command(
         "--agenda", help="Also count the runs due per minute over the next 24 hours.")] = False,
 ) -> None:
     """Report herald's health; exit 0 when healthy, 1 when there is a problem."""
-    from jobs.agenda import agenda as next_day
-    from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
+    from services.agenda import agenda as next_day
+    from services.health import check_health, read_broker_info, read_render_browsers_or_none
 
     at = parse_instant(now)
     settings = get_settings()

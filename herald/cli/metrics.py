@@ -3,7 +3,7 @@
 Workers expose their own counters on dramatiq's port (9191, see `jobs.broker`); this
 exporter adds what only the database knows (due work, stuck runs, the tick's age) and
 queue depths from Redis. In embedded mode (no broker) it also serves the herald counters
-and histograms of its own process (`jobs.metrics.REGISTRY`).
+and histograms of its own process (`services.health.process_metrics`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFam
 
 
 class DatabaseCollector(Collector):
-    """Gauges from `jobs.health.check_health`, read afresh at every scrape.
+    """Gauges from `services.health.check_health`, read afresh at every scrape.
 
     A database that cannot be read gives `herald_database_up 0` and nothing else, so the
     scrape itself still succeeds and the outage can be alerted on.
@@ -44,7 +44,7 @@ class DatabaseCollector(Collector):
         self.url = url
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
+        from services.health import check_health, read_broker_info, read_render_browsers_or_none
 
         now, settings = utcnow(), get_settings()
         broker, browsers = read_broker_info(settings, now), read_render_browsers_or_none(settings)
@@ -109,9 +109,9 @@ def exporter_registry(url: str | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(url))
     if get_settings().redis_url is None:
-        from jobs.metrics import REGISTRY
+        from services.health import process_metrics
 
-        registry.register(REGISTRY)
+        registry.register(process_metrics())
     return registry
 
 

@@ -1,4 +1,5 @@
-"""`herald tick`, `send-now`, `run`, `runs`: driving and reading the pipeline from a shell."""
+"""`herald tick`, `send-now`, `send-test`, `resend`, `run`, `runs`, `export`: driving and reading
+runs from a shell, through the same services as the admin."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import typer
 
 from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
 from models.db import session_scope, utcnow
-from models.history import list_runs
-from models.scheduling import get_schedule
+from services import runs
+from services.access import OPERATOR
 
 
 @reports_errors
@@ -20,7 +21,7 @@ def tick_command(
     json_out: JsonOption = False,
 ) -> None:
     """One dispatcher tick in this process: claim due schedules and enqueue their runs."""
-    from jobs.actors import dispatch_runs
+    from jobs.dispatch import dispatch_runs
     from jobs.tick import tick
 
     report = tick(parse_instant(now), dispatch_runs)
@@ -33,41 +34,49 @@ def tick_command(
                    f"{data['flagged']} schedules flagged, {len(data['requeued'])} re-enqueued")
 
 
-def _manual_run(schedule_id: int) -> tuple[int, int]:
-    """A manual run of the schedule; returns (run id, tenant id)."""
-    from jobs.outbox import create_manual_run
-
-    with session_scope() as session:
-        run = create_manual_run(session, get_schedule(session, schedule_id), utcnow())
-        return run.id, run.tenant_id
-
-
 @reports_errors
 def send_now(schedule_id: int) -> None:
     """Run a schedule now, through the same queue as the tick."""
-    from jobs.actors import dispatch_runs
+    with session_scope() as session:
+        sent = runs.send_now(session, OPERATOR, schedule_id, now=utcnow())
+    typer.echo(f"run {sent.run_id} queued for schedule {schedule_id}" if sent.status == "queued"
+               else f"run {sent.run_id} of schedule {schedule_id} ran here: {sent.status}")
 
-    run = _manual_run(schedule_id)
-    dispatch_runs([run])
-    run_id = run[0]
-    typer.echo(f"run {run_id} queued for schedule {schedule_id}")
+
+@reports_errors
+def send_test_command(
+    schedule_id: int,
+    email: Annotated[list[str], typer.Option(help="E-mail address to send the test to (repeatable).")] = [],  # noqa: B006
+    telegram: Annotated[list[str], typer.Option(help="Telegram chat id to send it to (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Send a schedule's report now to these addresses only, as a test run (the schedule's
+    status is left as it is)."""
+    with session_scope() as session:
+        sent = runs.send_test(session, OPERATOR, schedule_id, now=utcnow(), emails=email, chats=telegram)
+    typer.echo(f"test run {sent.run_id} queued for schedule {schedule_id}" if sent.status == "queued"
+               else f"test run {sent.run_id} of schedule {schedule_id} ran here: {sent.status}")
+
+
+@reports_errors
+def resend_command(run_id: int) -> None:
+    """Send a partial or failed run's failed deliveries again, and only those."""
+    with session_scope() as session:
+        result = runs.resend_failed(session, OPERATOR, run_id, now=utcnow())
+    who = ", ".join(f"{recipient} ({channel})" for channel, recipient in result.resent)
+    typer.echo(f"run {run_id}: its failed deliveries are queued to go again to {who}"
+               if result.status == "queued" else f"run {run_id} sent again to {who}: {result.status}")
 
 
 @reports_errors
 def run_command(schedule_id: int, json_out: JsonOption = False) -> None:
     """Run a schedule's whole pipeline synchronously in this process."""
-    from jobs.pipeline import run_pipeline
-
-    run_id, _tenant_id = _manual_run(schedule_id)
-    run_pipeline(run_id)
     with session_scope() as session:
-        data = list_runs(session, schedule_id=schedule_id, limit=50)
-    data = next(r for r in data if r["id"] == run_id)
+        data = runs.run_here(session, OPERATOR, schedule_id, now=utcnow())
     if json_out:
         print_json(data)
     else:
         said = data["error"] or data["reason"]
-        typer.echo(f"run {run_id}: {data['status']}" + (f" ({said})" if said else ""))
+        typer.echo(f"run {data['id']}: {data['status']}" + (f" ({said})" if said else ""))
     if data["status"] not in ("success", "skipped"):  # skipped: its send_if was not met
         raise typer.Exit(1)
 
@@ -81,7 +90,8 @@ def runs_command(
 ) -> None:
     """Run and delivery history, newest first."""
     with session_scope() as session:
-        rows = list_runs(session, tenant_slug=tenant, schedule_id=schedule, limit=limit)
+        rows = runs.runs_with_deliveries(session, OPERATOR, tenant_slug=tenant, schedule_id=schedule,
+                                         limit=limit)
     if json_out:
         print_json(rows)
         return
@@ -107,16 +117,17 @@ def export_command(
         help="End of the reporting period (:period_end, exclusive); give it with --period-start.")] = None,
 ) -> None:
     """Render a report now, with its default parameters, to a file."""
-    from jobs.pipeline import export_report
     from models.base import Format
     from models.errors import InvalidInput
+    from services.documents import export_report
 
     try:
         fmt = Format(format.lower())
     except ValueError:
         raise InvalidInput(f"Unknown format {format!r}; use pdf, csv or xlsx.") from None
     bounds = period_bounds(period_start, period_end)
-    document = export_report(tenant, report, fmt, output, utcnow(), bounds)
+    with session_scope() as session:
+        document = export_report(session, OPERATOR, tenant, report, fmt, output, utcnow(), bounds)
     rows = f", {document.rows:,} rows" if document.rows is not None else ""
     typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")
 

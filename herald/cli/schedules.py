@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
-from models import catalog, cron, scheduling
-from models.audit import CLI
+from models import cron
 from models.db import session_scope, utcnow
+from services import schedules, tenants
+from services.access import OPERATOR
 
 schedule_app = typer.Typer(help="Schedules: when a report goes out, and to whom.", no_args_is_help=True)
 cron_app = typer.Typer(help="Cron expressions under herald's DST policy.", no_args_is_help=True)
@@ -41,14 +42,14 @@ def schedule_add(
     json_out: JsonOption = False,
 ) -> None:
     """Schedule a report on a cron expression or a daily/weekly/monthly cadence."""
+    values = schedules.ScheduleValues(
+        report=report, cron=cron_expr, cadence=cadence, time=at, timezone=timezone,
+        formats=tuple(format), emails=tuple(email), chats=tuple(telegram), channels=tuple(channel),
+        subject=subject, paused=paused, send_if=send_if, spread_seconds=spread)
     with session_scope() as session:
-        owner = catalog.get_tenant(session, tenant)
-        schedule = scheduling.add_schedule(
-            session, owner, report, now=utcnow(), cron_expr=cron_expr, cadence=cadence, at=at,
-            timezone=timezone, formats=format, emails=email, chats=telegram, channels=channel,
-            subject=subject, active=not paused, actor=CLI, send_if=send_if, spread_seconds=spread,
-        )
-        data = scheduling.schedule_to_dict(session, schedule)
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        row = schedules.save_schedule(session, OPERATOR, owner.id, values, now=utcnow())
+        data = schedules.schedule_details(session, OPERATOR, row.id)
     if json_out:
         print_json(data)
     else:
@@ -62,8 +63,8 @@ def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
                   json_out: JsonOption = False) -> None:
     """List a tenant's schedules."""
     with session_scope() as session:
-        owner = catalog.get_tenant(session, tenant)
-        rows = [scheduling.schedule_to_dict(session, s) for s in scheduling.list_schedules(session, owner)]
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        rows = schedules.list_schedule_details(session, OPERATOR, owner)
     if json_out:
         print_json(rows)
         return
@@ -77,7 +78,7 @@ def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
 
 def _set_active(schedule_id: int, active: bool) -> None:
     with session_scope() as session:
-        scheduling.set_active(session, schedule_id, active, utcnow(), actor=CLI)
+        (schedules.resume if active else schedules.pause)(session, OPERATOR, schedule_id, now=utcnow())
     typer.echo(f"schedule {schedule_id} {'resumed' if active else 'paused'}")
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from admin.access import Action, load_viewer, owned, require, visible_tenants
 from models.errors import NotFound, PermissionDenied
 from models.schedules import Schedule
 from models.tenancy import Membership, Role, Tenant, User
+from services.access import Action, load_viewer, owned, require, visible_tenants
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from admin.auth import MAX_FAILURES, REFUSAL, authenticate, change_own_password
-from models.catalog import add_tenant, add_user
 from models.db import utcnow
 from models.errors import InvalidInput, LoginRefused
 from models.tenancy import Membership, User
+from services.access import load_viewer
+from services.accounts import MAX_FAILURES, REFUSAL, authenticate, change_own_password
 from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
+from tests.seeding import add_tenant, add_user
 
 ANA = "ana@acme.example"
 NEW = "a much longer passphrase"
@@ -30,7 +31,7 @@ on_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def ana(session: Session) -> int:
     """Ana: editor of Acme, admin of Beta."""
     acme, beta = add_tenant(session, "acme", "Acme"), add_tenant(session, "beta", "Beta")
-    user = add_user(session, ANA, acme, "editor", PASSWORD).user.id
+    user = add_user(session, ANA, acme, "editor", PASSWORD).user_id
     add_user(session, ANA, beta, "admin")
     session.commit()
     return user
@@ -45,7 +46,7 @@ def logs_in(session: Session, password: str) -> bool:
 
 
 def test_a_new_password_replaces_the_old_one(session: Session, ana: int) -> None:
-    change_own_password(session, ana, PASSWORD, NEW, NEW, utcnow())
+    change_own_password(session, load_viewer(session, ana), PASSWORD, NEW, NEW, utcnow())
 
     assert logs_in(session, NEW)
     assert not logs_in(session, PASSWORD)
@@ -65,7 +66,7 @@ def test_a_refused_change_says_why_and_changes_nothing(
     session: Session, ana: int, current: str, new: str, confirm: str, sentence: str
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
-        change_own_password(session, ana, current, new, confirm, utcnow())
+        change_own_password(session, load_viewer(session, ana), current, new, confirm, utcnow())
     assert str(refused.value) == sentence
 
     session.rollback()
@@ -78,14 +79,14 @@ def test_wrong_current_passwords_count_towards_the_lockout(session: Session, ana
     now = utcnow()
     for _ in range(MAX_FAILURES):
         with pytest.raises(InvalidInput):
-            change_own_password(session, ana, "guess", NEW, NEW, now)
+            change_own_password(session, load_viewer(session, ana), "guess", NEW, NEW, now)
     with pytest.raises(InvalidInput) as locked:
-        change_own_password(session, ana, PASSWORD, NEW, NEW, now)
+        change_own_password(session, load_viewer(session, ana), PASSWORD, NEW, NEW, now)
     assert str(locked.value).startswith("Too many wrong passwords in a row")
     with pytest.raises(LoginRefused, match=REFUSAL.split(";")[0]):
         authenticate(session, ANA, PASSWORD, now)
     # ... until the lock passes
-    change_own_password(session, ana, PASSWORD, NEW, NEW, now + timedelta(minutes=16))
+    change_own_password(session, load_viewer(session, ana), PASSWORD, NEW, NEW, now + timedelta(minutes=16))
     assert logs_in(session, NEW)
 
 
@@ -117,7 +118,7 @@ def test_set_password_resets_a_forgotten_one_and_lifts_the_lock(cli, session: Se
 def account_page(password: str = PASSWORD):
     at = log_in(new_app().run(), ANA, password)
     assert not at.exception, at.exception
-    at.switch_page("views/account.py").run()
+    at.switch_page("account/page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "My account"
     return at

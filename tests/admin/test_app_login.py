@@ -19,12 +19,12 @@ from streamlit.testing.v1 import AppTest
 
 import admin
 from admin import ui
-from admin.auth import REFUSAL
 from herald.cli.admin import app_path, streamlit_command
-from models.catalog import add_tenant, add_user
 from models.db import utcnow
 from models.settings import get_settings
 from models.tenancy import Membership, User
+from services.accounts import REFUSAL
+from tests.seeding import add_tenant, add_user
 
 PASSWORD = "correct horse battery"
 APP = Path(admin.__file__).parent / "app.py"
@@ -37,9 +37,9 @@ def people(session: Session) -> dict[str, int]:
     """Ana: editor of Acme and viewer of Beta; Bob: member of Gamma only."""
     acme, beta, gamma = (add_tenant(session, "acme", "Acme"), add_tenant(session, "beta", "Beta"),
                          add_tenant(session, "gamma", "Gamma"))
-    ana = add_user(session, "ana@acme.example", acme, "editor", PASSWORD).user.id
+    ana = add_user(session, "ana@acme.example", acme, "editor", PASSWORD).user_id
     add_user(session, "ana@acme.example", beta, "viewer")
-    bob = add_user(session, "bob@gamma.example", gamma, "admin", PASSWORD).user.id
+    bob = add_user(session, "bob@gamma.example", gamma, "admin", PASSWORD).user_id
     session.commit()
     return {"ana": ana, "bob": bob}
 
@@ -88,13 +88,13 @@ def test_an_anonymous_visitor_sees_only_the_login_form(people) -> None:
 def test_an_anonymous_visitor_cannot_reach_a_page(people) -> None:
     at = new_app().run()
     with pytest.raises(ValueError):  # no page script is registered for an anonymous visitor
-        at.switch_page("views/schedules.py")
+        at.switch_page("schedules/page.py")
     assert_login_form(at.run())
 
 
 def test_a_page_url_shows_the_login_form_then_the_page(people) -> None:
     at = logged_in()
-    at.switch_page("views/reports.py").run()
+    at.switch_page("reports/page.py").run()
     at.sidebar.button[0].click().run()  # logged out while on the Reports URL
     assert_login_form(at)
     assert "has no reports yet" not in shown(at.main)
@@ -129,7 +129,7 @@ def test_the_tenant_choice_lands_in_the_url_and_stays_across_pages(people) -> No
     at.sidebar.selectbox[0].select("beta").run()
     assert at.query_params["tenant"] == "beta"
     assert at.title[0].value == "Schedules"
-    at.switch_page("views/reports.py").run()
+    at.switch_page("reports/page.py").run()
     assert at.query_params["tenant"] == "beta"
     assert at.sidebar.selectbox[0].value == "beta"
     assert "Beta has no reports yet." in shown(at.main)
@@ -197,9 +197,9 @@ def test_a_user_deactivated_meanwhile_is_logged_out(session: Session, people) ->
 def test_no_pages_directory_beside_the_entry_script() -> None:
     # Streamlit treats a `pages/` folder beside the entry script as its old multipage mode and
     # runs a requested page without the entry script (no login) until st.navigation is first
-    # called; AppTest does so on every run. Page scripts live in admin/views/.
+    # called; AppTest does so on every run. Each page lives in a package of its own.
     assert not (APP.parent / "pages").exists()
-    assert (APP.parent / "views" / "schedules.py").is_file()
+    assert (APP.parent / "schedules" / "page.py").is_file()
 
 
 def test_herald_admin_serves_the_app(db_url: str, tmp_path: Path) -> None:

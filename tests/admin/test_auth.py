@@ -10,11 +10,11 @@ from argon2 import PasswordHasher
 from argon2.low_level import Type
 from sqlmodel import Session
 
-from admin.auth import LOCK_MINUTES, MAX_FAILURES, REFUSAL, authenticate, session_expired
-from models.catalog import add_tenant, add_user
 from models.db import get_engine
 from models.errors import LoginRefused
 from models.tenancy import User
+from services.accounts import LOCK_MINUTES, MAX_FAILURES, REFUSAL, authenticate, session_expired
+from tests.seeding import add_tenant, add_user
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def ana(session: Session) -> int:
     tenant = add_tenant(session, "acme", "Acme")
-    user_id = add_user(session, "ana@acme.example", tenant, "editor", PASSWORD).user.id
+    user_id = add_user(session, "ana@acme.example", tenant, "editor", PASSWORD).user_id
     session.commit()
     return user_id
 

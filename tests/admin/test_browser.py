@@ -20,11 +20,14 @@ from typing import NamedTuple
 import pytest
 
 from herald.demo import DEMO_REPORT, write_demo_datasource
-from models import catalog, migrate, scheduling
+from models import migrate
 from models.db import session_scope, utcnow
 from models.definition import load_definition, parse_definition
 from renderers.browser import find_chromium
+from services import members, reports, tenants
+from services.access import OPERATOR
 from tests.delivery.servers import MailSink, free_port
+from tests.seeding import add_schedule
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a long enough password"
@@ -51,17 +54,17 @@ def admin_url(create_pg_database, tmp_path: Path) -> Iterator[Admin]:
     for name in ("acme", "beta"):
         write_demo_datasource(tmp_path / f"{name}.db")
     with session_scope(url) as session:
-        acme = catalog.add_tenant(session, "acme", "Acme Media", "Europe/Berlin",
+        acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme Media", "Europe/Berlin",
                                   f"sqlite:///{tmp_path / 'acme.db'}", emails=["team@acme.example"])
-        beta = catalog.add_tenant(session, "beta", "Beta Corp", "UTC", f"sqlite:///{tmp_path / 'beta.db'}",
+        beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta Corp", "UTC", f"sqlite:///{tmp_path / 'beta.db'}",
                                   emails=["ops@beta.example"])
-        catalog.save_report(session, acme, load_definition(DEMO_REPORT))
-        catalog.save_report(session, beta, parse_definition(BETA_REPORT))
-        scheduling.add_schedule(session, acme, "video-performance", now=utcnow(), cadence="weekly",
+        reports.save_report(session, OPERATOR, acme, load_definition(DEMO_REPORT))
+        reports.save_report(session, OPERATOR, beta, parse_definition(BETA_REPORT))
+        add_schedule(session, acme, "video-performance", now=utcnow(), cadence="weekly",
                                 at="08:00", formats=["pdf", "csv"])
-        scheduling.add_schedule(session, beta, "beta-sales", now=utcnow(), cron_expr="0 7 * * 1-5")
-        catalog.add_user(session, EDITOR, acme, "editor", PASSWORD)
-        catalog.add_user(session, VIEWER, beta, "viewer", PASSWORD)
+        add_schedule(session, beta, "beta-sales", now=utcnow(), cron_expr="0 7 * * 1-5")
+        members.grant(session, OPERATOR, acme.id, EDITOR, "editor", PASSWORD)
+        members.grant(session, OPERATOR, beta.id, VIEWER, "viewer", PASSWORD)
     sink = MailSink().start()
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "MAIL_SMTP_HOST": "127.0.0.1",

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from models import catalog, scheduling
 from models.db import session_scope, utcnow
+from services import tenants
+from services.access import OPERATOR
 from tests.admin.test_browser import EDITOR, Admin, admin_url, browser, log_in, shoot  # noqa: F401
+from tests.seeding import add_schedule
 
 pytestmark = pytest.mark.slow
 GONE, BOSS = "gone@acme.example", "boss@acme.example"
@@ -29,8 +31,8 @@ def test_a_refused_recipient_shows_in_the_story_and_resend_failed_delivers_once(
     base, sink = admin_url.base, admin_url.sink
     # Given a schedule to two mailboxes, one of which the mail server refuses
     with session_scope(admin_url.database_url) as session:
-        acme = catalog.get_tenant(session, "acme")
-        schedule_id = scheduling.add_schedule(session, acme, "video-performance", now=utcnow(),
+        acme = tenants.get_tenant(session, OPERATOR, "acme")
+        schedule_id = add_schedule(session, acme, "video-performance", now=utcnow(),
                                               cron_expr="0 6 * * *", formats=["pdf"],
                                               emails=[BOSS, GONE]).id
     sink.refuse[GONE] = (550, "5.1.1 <gone@acme.example>: mailbox unavailable")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.cron_helper import preview
+from admin.schedules.cron_helper import preview
 from models import cron
 from models.errors import InvalidInput
 

@@ -11,23 +11,23 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from admin import failures, history
-from admin.access import Viewer
-from admin.schedules import send_now
-from models import catalog, scheduling
 from models.audit import ChangeEvent
 from models.db import utcnow
 from models.definition import parse_definition
 from models.errors import NotFound, PermissionDenied
 from models.runs import Artifact, Delivery, ReportRun
-from models.schedules import Schedule
+from models.schedules import Schedule, set_active
 from models.tenancy import Role
+from services import failures, history, reports, schedules, tenants
+from services.access import OPERATOR, Viewer
+from services.runs import send_now
 from tests.admin.test_history_data import REPORT, add_member
 
 # The delivery tests' fixtures: a real SMTP server (aiosmtpd) and a SQLite tenant data source.
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import in_process
+from tests.seeding import add_schedule
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 WEEK = {"since": NOW - timedelta(days=7), "until": NOW}
@@ -54,14 +54,14 @@ def world(session: Session) -> dict[str, Any]:
     """acme: four schedules; 550s for seven addresses over two schedules, a Telegram chat
     failing with its id in the error, an old failure outside the week, a paused and a deleted
     schedule with the same 550s. beta: the same 550 for its own address."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin")
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin")
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
-    ids = [scheduling.add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
+    ids = [add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
                                    emails=["boss@acme.example"]).id for _ in range(5)]
     daily, hourly, paused, deleted, quiet = ids
-    theirs = scheduling.add_schedule(session, beta, "views", now=NOW, cron_expr="0 9 * * *",
+    theirs = add_schedule(session, beta, "views", now=NOW, cron_expr="0 9 * * *",
                                      emails=["b@beta.example"]).id
     day = NOW - timedelta(days=1)
     add_run(session, daily, acme.id, day, "partial", [
@@ -80,8 +80,8 @@ def world(session: Session) -> dict[str, Any]:
         ("email", "old@acme.example", "failed", UNKNOWN.format("old@acme.example"))])
     add_run(session, theirs, beta.id, day, "failed", [
         ("email", "b@beta.example", "failed", UNKNOWN.format("b@beta.example"))])
-    scheduling.set_active(session, paused, False, NOW)
-    scheduling.delete_schedule(session, deleted, NOW)
+    set_active(session, session.get(Schedule, paused), False, NOW, actor="cli")
+    schedules.delete(session, OPERATOR, deleted, now=NOW)
     session.commit()
     return {"acme": acme.id, "beta": beta.id, "daily": daily, "hourly": hourly, "paused": paused,
             "deleted": deleted, "quiet": quiet, "theirs": theirs,

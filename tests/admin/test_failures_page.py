@@ -16,21 +16,22 @@ import pytest
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
-from admin import history_view
-from admin.access import load_viewer
-from admin.schedules import send_now
-from models import catalog, scheduling
+from admin.failures import view as failures_view
 from models.audit import ChangeEvent
 from models.db import utcnow
 from models.definition import parse_definition
 from models.runs import Delivery, ReportRun
 from models.schedules import Schedule
+from services import members, reports, tenants
+from services.access import OPERATOR, load_viewer
+from services.runs import send_now
 from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import in_process
+from tests.seeding import add_schedule
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -49,19 +50,19 @@ def world(session: Session, videos_file: str, mail_sink: MailSink) -> dict[str, 
     """acme's schedule sent now to GOOD and the two BAD mailboxes (both answer 550), a second
     schedule that failed by Telegram ten days ago; beta failed with the same 550 for its own
     address. Ana edits acme, Vera views it."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin", videos_file)
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin", videos_file)
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
     now = utcnow()
-    mine = scheduling.add_schedule(session, acme, "video-performance", now=now,
+    mine = add_schedule(session, acme, "video-performance", now=now,
                                    cron_expr="0 9 * * *", formats=["csv"], emails=[GOOD, *BAD])
-    older = scheduling.add_schedule(session, acme, "video-performance", now=now,
+    older = add_schedule(session, acme, "video-performance", now=now,
                                     cron_expr="0 7 * * *", chats=["-100777"])
-    theirs = scheduling.add_schedule(session, beta, "video-performance", now=now,
+    theirs = add_schedule(session, beta, "video-performance", now=now,
                                      cron_expr="0 9 * * *", emails=["b@beta.example"])
-    ana = catalog.add_user(session, EDITOR, acme, "editor", PASSWORD).user.id
-    catalog.add_user(session, VIEWER, acme, "viewer", PASSWORD)
+    ana = members.grant(session, OPERATOR, acme.id, EDITOR, "editor", PASSWORD).user_id
+    members.grant(session, OPERATOR, acme.id, VIEWER, "viewer", PASSWORD)
     for schedule, days, channel, recipient, error in (
             (older, 10, "telegram", "-100777", "Telegram refused the document: 400 Bad Request: "
                                                "chat not found"),
@@ -83,7 +84,7 @@ def world(session: Session, videos_file: str, mail_sink: MailSink) -> dict[str, 
 
 def failures_page(email: str = EDITOR) -> AppTest:
     at = log_in(new_app().run(), email)
-    at.switch_page("views/failures.py").run()
+    at.switch_page("failures/page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Failures"
     return at
@@ -115,7 +116,7 @@ def test_groups_by_cause_for_this_tenant_and_a_viewer_reads_only(world) -> None:
     assert "e.g. the SMTP server refused the recipient: 550 5.1.1 <" in plain(at.main.caption[1].value)
     assert buttons(at) == {}                          # a viewer acts on nothing
 
-    at.selectbox(key=history_view.WINDOW).select(30).run()
+    at.selectbox(key=failures_view.WINDOW).select(30).run()
     assert [g for g in groups(at) if g.startswith("**") and " × " in g] == [
         f"**{CAUSE} × 2**",
         "**Telegram refused the document: 400 Bad Request: chat not found × 1**"]

@@ -16,15 +16,17 @@ from dramatiq import Message
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from admin import health_view
-from models import catalog, scheduling
+from admin.health import view as health_view
 from models.definition import parse_definition
 from models.health import RenderBrowserBeacon, record_tick
 from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
+from services import members, reports, tenants
+from services.access import OPERATOR
 from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
 from tests.conftest import REDIS_TEST_URL
 from tests.delivery.conftest import REPORT
+from tests.seeding import add_schedule
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -49,16 +51,16 @@ def world(session: Session) -> dict[str, int]:
     """acme (Berlin; Vera views it): 3 schedules at 09:00 and a run queued 10 minutes ago.
     beta (nobody from acme): 2 schedules at 09:00 UTC, to secret@beta.example, and a stuck run.
     The last tick was 14 minutes ago."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin")
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
-    catalog.save_report(session, acme, parse_definition(REPORT))
-    catalog.save_report(session, beta, parse_definition(SECRET))
-    ours = [scheduling.add_schedule(session, acme, "video-performance", now=NOW,
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin")
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
+    reports.save_report(session, OPERATOR, acme, parse_definition(REPORT))
+    reports.save_report(session, OPERATOR, beta, parse_definition(SECRET))
+    ours = [add_schedule(session, acme, "video-performance", now=NOW,
                                     cron_expr="0 9 * * *", emails=["boss@acme.example"])
             for _ in range(3)]
-    theirs = [scheduling.add_schedule(session, beta, "secret", now=NOW, cron_expr="0 9 * * *",
+    theirs = [add_schedule(session, beta, "secret", now=NOW, cron_expr="0 9 * * *",
                                       emails=["secret@beta.example"]) for _ in range(2)]
-    catalog.add_user(session, VIEWER, acme, "viewer", PASSWORD)
+    members.grant(session, OPERATOR, acme.id, VIEWER, "viewer", PASSWORD)
     record_tick(session, host="worker-1", started_at=NOW - timedelta(minutes=14),
                 finished_at=NOW - timedelta(minutes=14) + timedelta(milliseconds=35),
                 duration_ms=35, claimed=3)
@@ -77,7 +79,7 @@ def world(session: Session) -> dict[str, int]:
 
 def health_page() -> AppTest:
     at = log_in(new_app().run(), VIEWER)
-    at.switch_page("views/health.py").run()
+    at.switch_page("health/page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Health"
     return at
@@ -100,11 +102,11 @@ def test_a_viewer_sees_the_problems_the_tick_the_stuck_runs_and_the_agenda(world
     assert metrics == {"Last tick": "14 min ago", "Tick took": "35 ms", "Due, not claimed": "0",
                        "Stuck runs": "2"}
     text = shown(at.main)
-    assert "The last tick started Thu 05 Mar 15:46 CET (14:46 UTC) on worker-1; 5 schedules exist." in text
+    assert "The last tick started Thu 05 Mar 2026 15:46 CET (14:46 UTC) on worker-1; 5 schedules exist." in text
     # Only acme's stuck run is named, and linked to its story on the History page.
     [link] = at.main.get("page_link")
     assert link.proto.label == (f"Run {world['ours']}: Video performance, queued since "
-                                "Thu 05 Mar 15:50 CET (14:50 UTC)")
+                                "Thu 05 Mar 2026 15:50 CET (14:50 UTC)")
     assert (link.proto.page, link.proto.query_string) == ("history", f"run={world['ours']}&tenant=acme")
     # Embedded: no queues; the browser is looked for here, as the renderer would.
     assert "No REDIS_URL: herald runs embedded, in one process, so there are no queues." in \
@@ -129,7 +131,7 @@ def test_a_viewer_sees_the_problems_the_tick_the_stuck_runs_and_the_agenda(world
 
 
 def test_the_agenda_chart_counts_every_minute_of_the_next_day(world, session: Session) -> None:
-    from jobs.agenda import agenda
+    from services.agenda import agenda
 
     frame = health_view.agenda_frame(agenda(session, NOW), health_view.ZoneInfo("Europe/Berlin"))
     assert len(frame) == 24 * 60 and frame["Runs"].sum() == 5
@@ -139,8 +141,8 @@ def test_the_agenda_chart_counts_every_minute_of_the_next_day(world, session: Se
 
 
 def test_a_healthy_herald_says_so(session: Session) -> None:
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin")
-    catalog.add_user(session, VIEWER, acme, "viewer", PASSWORD)
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin")
+    members.grant(session, OPERATOR, acme.id, VIEWER, "viewer", PASSWORD)
     record_tick(session, host="worker-1", started_at=NOW - timedelta(seconds=30),
                 finished_at=NOW - timedelta(seconds=29), duration_ms=12, claimed=0)
     session.commit()

@@ -12,11 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from admin import history
-from admin.access import Viewer, load_viewer
-from admin.history import RunFilters
-from admin.schedules import send_now
-from models import catalog, scheduling
 from models.artifacts import store_artifact
 from models.audit import ChangeEvent
 from models.db import utcnow
@@ -25,11 +20,16 @@ from models.errors import InvalidInput, NotFound, PermissionDenied
 from models.runs import Delivery, ReportRun
 from models.schedules import Schedule
 from models.tenancy import Membership, Role, User
+from services import history, reports, runs, schedules, tenants
+from services.access import OPERATOR, Viewer, load_viewer
+from services.history_records import RunFilters
+from services.runs import send_now
 
 # The delivery tests' fixtures: a real SMTP server (aiosmtpd) and a SQLite tenant data source.
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import in_process
+from tests.seeding import add_schedule
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -52,16 +52,16 @@ def add_member(session: Session, tenant_id: int, role: Role, email: str) -> View
 def world(session: Session) -> dict[str, Any]:
     """acme (Europe/Berlin; two schedules on two reports; 30 runs over the March DST change,
     ties on the slot included) and beta (one run), with a viewer and an editor of acme."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin")
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin")
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
-    catalog.save_report(session, acme, parse_definition(OTHER))
-    views = scheduling.add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
+    reports.save_report(session, OPERATOR, acme, parse_definition(OTHER))
+    views = add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
                                     emails=["boss@acme.example"])
-    sales = scheduling.add_schedule(session, acme, "sales", now=NOW, cron_expr="0 9 * * *",
+    sales = add_schedule(session, acme, "sales", now=NOW, cron_expr="0 9 * * *",
                                     emails=["boss@acme.example"])
-    theirs = scheduling.add_schedule(session, beta, "views", now=NOW, cron_expr="0 9 * * *",
+    theirs = add_schedule(session, beta, "views", now=NOW, cron_expr="0 9 * * *",
                                      emails=["b@beta.example"])
     start = datetime(2026, 3, 27, 22, 30, tzinfo=UTC)   # 23:30 in Berlin: near midnight, before DST
     runs = []
@@ -95,7 +95,7 @@ def all_pages(session: Session, viewer: Viewer, tenant_id: int, filters: RunFilt
               limit: int) -> list[list[int]]:
     pages, cursor = [], None
     while True:
-        page = history.list_runs(session, viewer, tenant_id, filters, after=cursor, limit=limit)
+        page = history.runs_page(session, viewer, tenant_id, filters, after=cursor, limit=limit)
         pages.append([r.id for r in page.rows])
         if page.next_cursor is None:
             return pages
@@ -113,19 +113,19 @@ def expected(session: Session, tenant_id: int, keep) -> list[int]:
 
 def test_roles_scope_reads_and_resend(session: Session, world: dict[str, Any]) -> None:
     viewer, editor = world["viewer"], world["editor"]
-    page = history.list_runs(session, viewer, world["acme"], RunFilters())
+    page = history.runs_page(session, viewer, world["acme"], RunFilters())
     assert len(page.rows) == 30 and page.next_cursor is None
     run_id = world["runs"][1]   # partial
     assert history.run_story(session, viewer, run_id).id == run_id
     with pytest.raises(PermissionDenied):
-        history.resend_failed(session, viewer, run_id, now=NOW, dispatch=lambda runs: None)
+        runs.resend_failed(session, viewer, run_id, now=NOW, dispatch=lambda runs: None)
     for who in (viewer, editor):
         with pytest.raises(NotFound, match=f"^No run {world['theirs']}.$"):
             history.run_story(session, who, world["theirs"])
         with pytest.raises(NotFound, match=f"^No run {world['theirs']}.$"):
-            history.resend_failed(session, who, world["theirs"], now=NOW, dispatch=lambda runs: None)
+            runs.resend_failed(session, who, world["theirs"], now=NOW, dispatch=lambda runs: None)
         with pytest.raises(NotFound):
-            history.list_runs(session, who, world["beta"], RunFilters())
+            history.runs_page(session, who, world["beta"], RunFilters())
         with pytest.raises(NotFound):
             history.outcomes_per_day(session, who, world["beta"], RunFilters())
 
@@ -139,7 +139,7 @@ def test_keyset_pages_hold_every_run_once_in_order(session: Session, world: dict
     # a page of exactly the remaining rows says there is no next one
     assert [len(p) for p in all_pages(session, world["viewer"], world["acme"], RunFilters(), 10)] \
         == [10, 10, 10]
-    row = history.list_runs(session, world["viewer"], world["acme"],
+    row = history.runs_page(session, world["viewer"], world["acme"],
                             RunFilters(status="partial"), limit=1).rows[0]
     newest_partial = expected(session, world["acme"], lambda r, ds: r.status == "partial")[0]
     assert (row.id, row.report_title, row.sent, row.failed, row.pending) == (
@@ -170,7 +170,7 @@ def test_filters_match_a_python_filter(session: Session, world: dict[str, Any]) 
         assert flat == expected(session, world["acme"], keep), filters
     assert any(flat for flat in [expected(session, world["acme"], k) for _, k in cases])
     with pytest.raises(InvalidInput, match="kind"):
-        history.list_runs(session, world["viewer"], world["acme"], RunFilters(kind="weekly"))
+        history.runs_page(session, world["viewer"], world["acme"], RunFilters(kind="weekly"))
 
 
 def test_outcomes_per_day_equal_a_python_count(session: Session, world: dict[str, Any]) -> None:
@@ -221,7 +221,7 @@ def test_run_story(session: Session, world: dict[str, Any]) -> None:
 def test_filter_choices_name_the_tenants_schedules_and_reports(
     session: Session, world: dict[str, Any]
 ) -> None:
-    scheduling.delete_schedule(session, world["sales"], NOW)
+    schedules.delete(session, OPERATOR, world["sales"], now=NOW)
     session.commit()
     choices = history.filter_choices(session, world["viewer"], world["acme"])
     assert choices.schedules == ((world["views"], f"#{world['views']} Views"),
@@ -237,15 +237,15 @@ def test_resend_is_refused_for_finished_runs_and_expired_documents(
     editor = world["editor"]
     success = world["runs"][0]
     with pytest.raises(InvalidInput, match=f"^Run {success} is success; "):
-        history.resend_failed(session, editor, success, now=NOW, dispatch=lambda runs: None)
+        runs.resend_failed(session, editor, success, now=NOW, dispatch=lambda runs: None)
     partial = world["runs"][1]
     with pytest.raises(InvalidInput, match="no longer kept"):
-        history.resend_failed(session, editor, partial, now=NOW, dispatch=lambda runs: None)
+        runs.resend_failed(session, editor, partial, now=NOW, dispatch=lambda runs: None)
     store_artifact(session, run_id=partial, kind="pdf", filename="views.pdf",
                    media_type="application/pdf", source=b"%PDF", now=NOW - timedelta(days=400))
     session.commit()
     with pytest.raises(InvalidInput, match=r"expired on \d{4}-\d\d-\d\d; send the schedule now"):
-        history.resend_failed(session, editor, partial, now=NOW, dispatch=lambda runs: None)
+        runs.resend_failed(session, editor, partial, now=NOW, dispatch=lambda runs: None)
     session.rollback()
     session.expire_all()
     assert session.get(ReportRun, partial).status == "partial"   # nothing was written
@@ -271,11 +271,12 @@ def test_resend_failed_sends_only_to_the_refused_recipient(
 
     del mail_sink.refuse[BAD]   # the mailbox was fixed
     # a recipient added to the schedule since is not part of this run's resend
-    scheduling.update_schedule(session, session.get(Schedule, schedule_id), now=utcnow(),
-                               cron_expr="0 9 * * *", formats=["csv"],
-                               emails=[*GOOD, BAD, "new@acme.example"], actor="ed@acme.example")
+    schedules.save_schedule(session, editor, tenant_id, schedules.ScheduleValues(
+        report="video-performance", cron="0 9 * * *", formats=("csv",),
+        emails=(*GOOD, BAD, "new@acme.example")),
+        now=utcnow(), schedule_id=schedule_id)
     session.commit()
-    result = history.resend_failed(session, editor, sent.run_id, now=utcnow(), dispatch=in_process)
+    result = runs.resend_failed(session, editor, sent.run_id, now=utcnow(), dispatch=in_process)
 
     assert (result.status, result.resent) == ("success", (("email", BAD),))
     assert len(mail_sink.mails) == 3
@@ -295,5 +296,5 @@ def test_resend_failed_sends_only_to_the_refused_recipient(
     assert change.changes["resent"] == [None, [f"email {BAD}"]]
     # a second resend has nothing to send
     with pytest.raises(InvalidInput, match="is success"):
-        history.resend_failed(session, editor, sent.run_id, now=utcnow(), dispatch=in_process)
+        runs.resend_failed(session, editor, sent.run_id, now=utcnow(), dispatch=in_process)
     assert len(mail_sink.mails) == 3

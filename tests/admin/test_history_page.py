@@ -18,18 +18,19 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
-from admin import history_view
-from admin.access import load_viewer
-from admin.schedules import send_now
-from models import catalog, scheduling
+from admin.history import view as history_view
 from models.definition import parse_definition
 from models.runs import Artifact, Delivery, ReportRun
+from services import members, reports, tenants
+from services.access import OPERATOR, load_viewer
+from services.runs import send_now
 from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import in_process
+from tests.seeding import add_schedule
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -52,19 +53,19 @@ def world(session: Session, videos_file: str, mail_sink: MailSink) -> dict[str, 
     """acme: "videos" sent now at NOW to GOOD and BAD (BAD answered 550: a partial run);
     "sales" with a success by Telegram a day before, a test run two days before and a failure
     40 days before. beta: one run. Ana edits acme, Vera views it."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin", videos_file)
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin", videos_file)
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
-    catalog.save_report(session, acme, parse_definition(SALES))
-    videos = scheduling.add_schedule(session, acme, "video-performance", now=NOW,
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
+    reports.save_report(session, OPERATOR, acme, parse_definition(SALES))
+    videos = add_schedule(session, acme, "video-performance", now=NOW,
                                      cron_expr="0 9 * * *", formats=["csv"], emails=[GOOD, BAD])
-    sales = scheduling.add_schedule(session, acme, "sales", now=NOW, cron_expr="0 9 * * *",
+    sales = add_schedule(session, acme, "sales", now=NOW, cron_expr="0 9 * * *",
                                     emails=[GOOD])
-    theirs = scheduling.add_schedule(session, beta, "video-performance", now=NOW,
+    theirs = add_schedule(session, beta, "video-performance", now=NOW,
                                      cron_expr="0 9 * * *", emails=["b@beta.example"])
-    ana = catalog.add_user(session, EDITOR, acme, "editor", PASSWORD).user.id
-    catalog.add_user(session, VIEWER, acme, "viewer", PASSWORD)
+    ana = members.grant(session, OPERATOR, acme.id, EDITOR, "editor", PASSWORD).user_id
+    members.grant(session, OPERATOR, acme.id, VIEWER, "viewer", PASSWORD)
     session.commit()
 
     def row(schedule, tenant, slot, status, channel, recipient, outcome, **fields) -> int:
@@ -91,7 +92,7 @@ def world(session: Session, videos_file: str, mail_sink: MailSink) -> dict[str, 
 
 def history_page(email: str = EDITOR, run: int | None = None) -> AppTest:
     at = log_in(new_app().run(), email)
-    at.switch_page("views/history.py")
+    at.switch_page("history/page.py")
     if run is not None:
         at.query_params["run"] = str(run)
     at.run()

@@ -29,7 +29,7 @@ def inbox(directory: Path) -> AppTest:
     login = stored_login(directory)
     at = log_in(new_app().run(), login.email, login.password)
     assert not at.exception, at.exception
-    at.switch_page("views/inbox.py").run()
+    at.switch_page("inbox/page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Inbox"
     return at
@@ -112,4 +112,4 @@ def test_without_the_demo_there_is_no_inbox_page(demo_dir: Path,
     at = log_in(new_app().run(), login.email, login.password)
     assert at.title[0].value == "Schedules"
     with pytest.raises(ValueError):  # no page script is registered at that path
-        at.switch_page("views/inbox.py")
+        at.switch_page("inbox/page.py")

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from sqlmodel import Session, SQLModel, select
 
-from admin import members
-from admin.access import Viewer, load_viewer
-from admin.auth import authenticate
-from models import catalog
-from models.catalog import count_rows
 from models.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from models.settings import get_settings
 from models.tenancy import Membership, User
+from services import members, tenants
+from services.access import OPERATOR, Viewer, load_viewer
+from services.accounts import authenticate
+from tests.seeding import count_rows
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -29,12 +28,12 @@ ADA, ED, VERA, BEA = "ada@acme.example", "ed@acme.example", "vera@acme.example",
 @pytest.fixture
 def world(session: Session) -> dict[str, int]:
     """acme (Ada admin, Ed editor, Vera viewer, a fallback e-mail) and beta (Bea admin)."""
-    acme = catalog.add_tenant(session, "acme", "Acme", emails=["ops@acme.example"])
-    beta = catalog.add_tenant(session, "beta", "Beta")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", emails=["ops@acme.example"])
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta")
     ids = {"acme": acme.id, "beta": beta.id}
     for email, tenant, role in ((ADA, acme, "admin"), (ED, acme, "editor"),
                                 (VERA, acme, "viewer"), (BEA, beta, "admin")):
-        ids[email] = catalog.add_user(session, email, tenant, role, PASSWORD).user.id
+        ids[email] = members.grant(session, OPERATOR, tenant.id, email, role, PASSWORD).user_id
     session.commit()
     return ids
 
@@ -65,15 +64,15 @@ def table(rows) -> list[tuple[str, str]]:
 def test_viewers_and_editors_are_refused_everything(session: Session, world, email: str) -> None:
     who, acme = as_user(session, world, email), world["acme"]
     before = row_counts(session)
-    recipient = members.list_fallback_recipients(session, as_user(session, world, ADA), acme)[0]
+    recipient = tenants.list_fallback_recipients(session, as_user(session, world, ADA), acme)[0]
     calls = [
         lambda: members.list_members(session, who, acme, now=NOW),
         lambda: members.add_member(session, who, acme, "new@acme.example", "viewer", now=NOW),
         lambda: members.change_role(session, who, acme, world[VERA], "admin", now=NOW),
         lambda: members.deactivate(session, who, acme, world[VERA]),
-        lambda: members.list_fallback_recipients(session, who, acme),
-        lambda: members.add_fallback_recipient(session, who, acme, "email", "x@acme.example"),
-        lambda: members.remove_fallback_recipient(session, who, acme, recipient.id),
+        lambda: tenants.list_fallback_recipients(session, who, acme),
+        lambda: tenants.add_fallback_recipient(session, who, acme, "email", "x@acme.example"),
+        lambda: tenants.remove_fallback_recipient(session, who, acme, recipient.id),
         lambda: members.member_changes(session, who, acme),
     ]
     for call in calls:
@@ -195,12 +194,13 @@ def test_each_change_is_recorded_with_who_did_it(session: Session, world) -> Non
     members.change_role(session, ada, acme, added.member.user_id, "editor", now=NOW)
     members.change_role(session, ada, acme, added.member.user_id, "editor", now=NOW)  # no change
     members.deactivate(session, ada, acme, world[BEA])
-    recipient = members.add_fallback_recipient(session, ada, acme, "telegram", " -1001234 ")
-    members.remove_fallback_recipient(session, ada, acme, recipient.id)
+    recipient = tenants.add_fallback_recipient(session, ada, acme, "telegram", " -1001234 ")
+    tenants.remove_fallback_recipient(session, ada, acme, recipient.id)
     session.commit()
 
     changes = members.member_changes(session, ada, acme)
-    assert [(c.subject, c.action, c.changes) for c in changes] == [
+    made_by_ada = changes[:6]
+    assert [(c.subject, c.action, c.changes) for c in made_by_ada] == [
         ("fallback recipients", "fallback removed", {"telegram": ["-1001234", None]}),
         ("fallback recipients", "fallback added", {"telegram": [None, "-1001234"]}),
         (BEA, "deactivated", {"role": ["viewer", None]}),
@@ -208,17 +208,20 @@ def test_each_change_is_recorded_with_who_did_it(session: Session, world) -> Non
         (BEA, "added", {"role": [None, "viewer"]}),
         ("nina@acme.example", "added (new account)", {"role": [None, "viewer"]}),
     ]
-    assert {c.actor for c in changes} == {ADA}
-    assert members.member_changes(session, as_user(session, world, BEA), world["beta"]) == []
+    assert {c.actor for c in made_by_ada} == {ADA}
+    # Before them, the operator's setup (`herald tenant add`, `herald user add`) is listed too.
+    assert {c.actor for c in changes[6:]} == {"cli"}
+    assert [c.action for c in members.member_changes(session, as_user(session, world, BEA),
+                                                     world["beta"])] == ["added (new account)", "created"]
     assert all("password" not in str(c) for c in changes)
 
 
 def test_fallback_recipients_are_validated_and_kept_per_tenant(
         session: Session, world, monkeypatch: pytest.MonkeyPatch) -> None:
     ada, bea, acme = as_user(session, world, ADA), as_user(session, world, BEA), world["acme"]
-    added = members.add_fallback_recipient(session, ada, acme, "email", "Boss@ACME.example")
-    members.add_fallback_recipient(session, ada, acme, "telegram", "123456789")
-    fallback = members.list_fallback_recipients(session, ada, acme)
+    added = tenants.add_fallback_recipient(session, ada, acme, "email", "Boss@ACME.example")
+    tenants.add_fallback_recipient(session, ada, acme, "telegram", "123456789")
+    fallback = tenants.list_fallback_recipients(session, ada, acme)
     assert [(r.channel, r.address) for r in fallback] == [
         ("email", "ops@acme.example"), ("email", "Boss@acme.example"), ("telegram", "123456789")]
 
@@ -235,26 +238,33 @@ def test_fallback_recipients_are_validated_and_kept_per_tenant(
     before = row_counts(session)
     for channel, address, sentence in refusals:
         with pytest.raises((InvalidInput, Conflict)) as caught:
-            members.add_fallback_recipient(session, ada, acme, channel, address)
+            tenants.add_fallback_recipient(session, ada, acme, channel, address)
         assert str(caught.value).startswith(sentence)
 
     monkeypatch.setenv("HERALD_MAX_RECIPIENTS", "3")
     get_settings.cache_clear()
     with pytest.raises(InvalidInput, match="^The tenant already has 3 fallback recipients, the "
                                            "most allowed; remove one first, or use a mailing"):
-        members.add_fallback_recipient(session, ada, acme, "email", "more@acme.example")
+        tenants.add_fallback_recipient(session, ada, acme, "email", "more@acme.example")
     assert row_counts(session) == before
 
     with pytest.raises(NotFound, match=f"^No fallback recipient {added.id}.$"):
-        members.remove_fallback_recipient(session, bea, world["beta"], added.id)
-    members.remove_fallback_recipient(session, ada, acme, added.id)
+        tenants.remove_fallback_recipient(session, bea, world["beta"], added.id)
+    tenants.remove_fallback_recipient(session, ada, acme, added.id)
     session.commit()
-    assert [r.address for r in members.list_fallback_recipients(session, ada, acme)] == [
+    assert [r.address for r in tenants.list_fallback_recipients(session, ada, acme)] == [
         "ops@acme.example", "123456789"]
 
 
-def test_nothing_here_sets_a_password() -> None:
-    # A tenant admin can never choose or change anyone's password: no function takes one.
-    for name, function in inspect.getmembers(members, inspect.isfunction):
-        if function.__module__ == members.__name__:
-            assert not any("password" in p for p in inspect.signature(function).parameters), name
+def test_nothing_here_sets_a_password_for_a_tenant_admin(session: Session, world) -> None:
+    # A tenant admin can never choose or change anyone's password: the one function that takes
+    # one (`grant`, `herald user add`) takes it from herald's operator only, for a new account.
+    takes = [name for name, function in inspect.getmembers(members, inspect.isfunction)
+             if function.__module__ == members.__name__
+             and any("password" in p for p in inspect.signature(function).parameters)]
+    assert takes == ["grant"]
+    before = row_counts(session)
+    with pytest.raises(PermissionDenied, match="^Only herald's operator chooses a password"):
+        members.grant(session, as_user(session, world, ADA), world["acme"], "new@acme.example",
+                      "viewer", "chosen-password-1")
+    assert row_counts(session) == before

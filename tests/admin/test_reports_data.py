@@ -19,17 +19,17 @@ import pytest
 import yaml
 from sqlmodel import Session, SQLModel, select
 
-from admin import reports
-from admin.access import Viewer, load_viewer
 from herald.demo import DEMO_REPORT, write_demo_datasource
 from models.audit import ChangeEvent
-from models.catalog import add_tenant, count_rows, save_report
 from models.definition import load_definition, parse_definition_text
 from models.errors import InvalidInput, NotFound, PermissionDenied
 from models.reports import Report
 from models.tenancy import Membership, Role, User
+from services import documents, reports
+from services.access import Viewer, load_viewer
 from tenantdb import neutralise
 from tests.renderers.conftest import pdf_text
+from tests.seeding import add_tenant, count_rows, save_report
 
 DEMO_YAML = DEMO_REPORT.read_text(encoding="utf-8")
 CSV_SQL = load_definition(DEMO_REPORT).csv.sql
@@ -120,10 +120,10 @@ def test_every_role_and_action(session: Session, world: World, stub_pdf, role: R
         assert (event.object_id, event.action, event.actor) == (world.acme_report, "updated",
                                                                 f"{role}@acme.example")
 
-    preview = reports.preview_report(session, viewer, world.acme_report)
+    preview = documents.preview_report(session, viewer, world.acme_report)
     assert preview.pdf.startswith(b"%PDF-") and preview.pages and preview.csv_rows
 
-    download = reports.download_report(session, viewer, world.acme_report, "csv")
+    download = documents.download_report(session, viewer, world.acme_report, "csv")
     assert download.filename in today_names("csv") and download.media_type == "text/csv"
 
 
@@ -137,10 +137,10 @@ def test_another_tenants_report_reads_as_missing(session: Session, world: World,
     with pytest.raises(NotFound, match=missing):
         reports.report_yaml(session, viewer, theirs)
     with pytest.raises(NotFound, match=missing):
-        reports.preview_report(session, viewer, theirs)
+        documents.preview_report(session, viewer, theirs)
     for fmt in ("pdf", "csv"):
         with pytest.raises(NotFound, match=missing):
-            reports.download_report(session, viewer, theirs, fmt)
+            documents.download_report(session, viewer, theirs, fmt)
     with pytest.raises(NotFound, match="^No report 999999.$"):
         reports.report_yaml(session, viewer, 999999)
     with pytest.raises(NotFound, match="^No such tenant among yours.$"):
@@ -217,7 +217,7 @@ def test_sql_of_two_statements_is_refused_naming_the_field(session: Session, wor
 def test_preview_shows_the_tenants_data(session: Session, world: World, real_pdf, tmp_path: Path) -> None:
     viewer = viewer_as(session, world, Role.VIEWER)
     before = row_counts(session)
-    preview = reports.preview_report(session, viewer, world.acme_report)
+    preview = documents.preview_report(session, viewer, world.acme_report)
     assert row_counts(session) == before  # nothing stored
 
     with sqlite3.connect(world.data) as db:
@@ -236,7 +236,7 @@ def test_preview_shows_the_tenants_data(session: Session, world: World, real_pdf
     columns, rows = source_rows(world.data)
     assert preview.csv_columns == columns and preview.csv_total == len(rows) > 20
     assert preview.csv_rows == rows[:20]
-    assert reports.preview_report(session, viewer, world.acme_report, rows=5).csv_rows == rows[:5]
+    assert documents.preview_report(session, viewer, world.acme_report, rows=5).csv_rows == rows[:5]
 
 
 def png_pixels(png: bytes) -> tuple[int, int, bytes]:
@@ -253,14 +253,14 @@ def png_pixels(png: bytes) -> tuple[int, int, bytes]:
 
 
 def test_preview_without_pdftoppm_says_so(session: Session, world: World, stub_pdf, monkeypatch) -> None:
-    monkeypatch.setattr(reports.shutil, "which", lambda name: None)
-    preview = reports.preview_report(session, viewer_as(session, world, Role.VIEWER), world.acme_report)
+    monkeypatch.setattr(documents.shutil, "which", lambda name: None)
+    preview = documents.preview_report(session, viewer_as(session, world, Role.VIEWER), world.acme_report)
     assert preview.pdf.startswith(b"%PDF-") and preview.pages == []
     assert preview.note == "No page images: pdftoppm is not installed (apt-get install poppler-utils)."
 
 
 def test_page_images_of_a_broken_pdf_say_why() -> None:
-    pages, note = reports.page_images(b"not a PDF")
+    pages, note = documents.page_images(b"not a PDF")
     assert pages == [] and re.fullmatch(r"No page images: pdftoppm failed \(.+\); the PDF itself "
                                         r"is complete\.", note)
 
@@ -268,19 +268,19 @@ def test_page_images_of_a_broken_pdf_say_why() -> None:
 def test_download_csv_has_every_row_and_todays_name(session: Session, world: World, real_pdf,
                                                     tmp_path: Path) -> None:
     viewer = viewer_as(session, world, Role.VIEWER)
-    download = reports.download_report(session, viewer, world.acme_report, "csv")
+    download = documents.download_report(session, viewer, world.acme_report, "csv")
     assert download.filename in today_names("csv") and download.media_type == "text/csv"
     columns, rows = source_rows(world.data)
     expected = [columns] + [[neutralise(v) if isinstance(v, str) else str(v) for v in row] for row in rows]
     assert list(csv.reader(io.StringIO(download.content.decode("utf-8")))) == expected
     assert download.rows == len(rows)
 
-    pdf = reports.download_report(session, viewer, world.acme_report, "PDF")
+    pdf = documents.download_report(session, viewer, world.acme_report, "PDF")
     assert pdf.filename in today_names("pdf") and pdf.media_type == "application/pdf"
     assert "Top videos" in pdf_text(pdf.content, tmp_path)
 
     with pytest.raises(InvalidInput, match=r"^Unknown format 'docx'; use pdf, csv or xlsx\.$"):
-        reports.download_report(session, viewer, world.acme_report, "docx")
+        documents.download_report(session, viewer, world.acme_report, "docx")
 
 
 def test_a_report_without_sections_or_csv_says_which_it_lacks(session: Session, world: World,
@@ -291,15 +291,15 @@ def test_a_report_without_sections_or_csv_says_which_it_lacks(session: Session, 
         f"csv:\n  sql: {CSV_SQL}\n"))
     (row,) = [r for r in reports.list_reports(session, admin, world.acme) if r.slug == "csv-only"]
     assert (row.sections, row.formats) == (0, ("csv",))
-    preview = reports.preview_report(session, admin, csv_only.id)
+    preview = documents.preview_report(session, admin, csv_only.id)
     assert preview.pdf is None and preview.pages == [] and len(preview.csv_rows) == 20
     with pytest.raises(InvalidInput, match="^Report 'csv-only' has no sections, so it makes no PDF; "):
-        reports.download_report(session, admin, csv_only.id, "pdf")
+        documents.download_report(session, admin, csv_only.id, "pdf")
 
     pdf_only = reports.save_report_text(session, admin, world.acme, (
         "slug: pdf-only\ntitle: PDF only\nsections:\n"
         "  - {kind: kpi, title: Videos, sql: SELECT count(*) AS value FROM videos}\n"))
-    preview = reports.preview_report(session, admin, pdf_only.id)
+    preview = documents.preview_report(session, admin, pdf_only.id)
     assert preview.csv_total is None and preview.csv_columns == [] and preview.pages
     with pytest.raises(InvalidInput, match="^Report 'pdf-only' has no csv query; add a csv: section"):
-        reports.download_report(session, admin, pdf_only.id, "csv")
+        documents.download_report(session, admin, pdf_only.id, "csv")

@@ -19,15 +19,15 @@ from sqlmodel import Session, SQLModel, select
 from streamlit.testing.v1 import AppTest
 
 import admin
-from admin import reports_view as rv
+from admin.reports import view as rv
 from herald.demo import DEMO_REPORT, write_demo_datasource
 from models.audit import ChangeEvent
-from models.catalog import add_tenant, add_user, count_rows, save_report
 from models.definition import load_definition
 from models.reports import Report
 from models.tenancy import Tenant
 from renderers.browser import ChromiumPrinter
 from tests.renderers.conftest import pdf_text
+from tests.seeding import add_tenant, add_user, count_rows, save_report
 
 # The page's behaviour does not depend on the control database's backend (the data
 # functions it calls are tested on both); SQLite keeps these runs light.
@@ -82,7 +82,7 @@ def reports_page(email: str, report: int | None = None) -> AppTest:
     at.text_input[1].input(PASSWORD)
     next(b for b in at.button if b.label == "Log in").click()
     at.run()
-    at.switch_page("views/reports.py").run()
+    at.switch_page("reports/page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Reports"
     return at
@@ -132,7 +132,7 @@ def test_the_list_shows_the_tenants_reports_only(session: Session, world: World,
     pick = at.selectbox(rv.PICK)
     assert pick.options == ["Video performance (video-performance)"]
     assert pick.value == world.acme_report and at.query_params["report"] == str(world.acme_report)
-    assert [t.label for t in at.tabs] == ["Definition", "Preview", "Download"]
+    assert [t.label for t in at.tabs] == ["Definition", "Preview", "Download", "Changes"]
     assert yaml.safe_load(at.text_area(rv.DEFINITION).value)["slug"] == "video-performance"
     assert "Beta board" not in str(at.main)
 

@@ -15,13 +15,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from admin import schedules
-from admin import schedules_view as view
-from admin.schedules import ScheduleValues
-from models import scheduling
+from admin.schedules import view
 from models.runs import ReportRun
-from models.schedules import Schedule
+from models.schedules import Schedule, set_active
 from models.tenancy import Role
+from services import schedule_table, schedules
+from services.schedules import ScheduleValues
 from tests.admin.test_schedules_data import NOW, viewer_for, world  # noqa: F401
 
 DAY = timedelta(days=1)
@@ -39,7 +38,7 @@ def add_runs(session: Session, schedule_id: int, statuses: Sequence[str], start:
 
 def listed(session: Session, world) -> dict[int, schedules.ScheduleRow]:  # noqa: F811
     viewer = viewer_for(session, world, Role.VIEWER)
-    return {r.id: r for r in schedules.list_schedules(session, viewer, world["acme"])}
+    return {r.id: r for r in schedule_table.list_schedules(session, viewer, world["acme"])}
 
 
 def test_each_row_has_its_last_ten_outcomes_oldest_first_without_tests(
@@ -116,9 +115,9 @@ def test_failing_flagged_and_auto_paused_rows_are_marked(session: Session, world
     for name, status in [("failing", "failed"), ("flagged", "invalid"), ("fine", "success"),
                          ("manual", "success"), ("auto", "failed")]:
         session.get(Schedule, made[name]).last_status = status
-    scheduling.set_active(session, made["manual"], False, NOW, actor=editor.email)
+    set_active(session, session.get(Schedule, made["manual"]), False, NOW, actor=editor.email)
     reason = "Paused automatically after 3 failed runs in a row; the last error: boom."
-    scheduling.set_active(session, made["auto"], False, NOW, reason=reason)
+    set_active(session, session.get(Schedule, made["auto"]), False, NOW, actor="cli", reason=reason)
     session.commit()
 
     rows = listed(session, world)

@@ -13,18 +13,17 @@ from typing import Any
 import pytest
 from sqlmodel import Session, SQLModel, select
 
-from admin import schedules
-from admin.access import Viewer, load_viewer
-from admin.schedules import ScheduleValues
-from models import catalog, scheduling
 from models.audit import ChangeEvent
-from models.catalog import count_rows
 from models.definition import parse_definition
 from models.errors import InvalidInput, NotFound, PermissionDenied
 from models.runs import ReportRun
-from models.schedules import Schedule
+from models.schedules import Schedule, set_active
 from models.settings import get_settings
 from models.tenancy import Membership, Role, User
+from services import reports, runs, schedule_form, schedule_table, schedules, tenants
+from services.access import OPERATOR, Viewer, load_viewer
+from services.schedules import ScheduleValues
+from tests.seeding import add_schedule, count_rows
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 REPORT = {
@@ -50,13 +49,13 @@ def schedule_state(session: Session, schedule_id: int) -> dict[str, Any]:
 def world(session: Session) -> dict[str, Any]:
     """acme (one schedule, a fallback e-mail, a viewer, an editor and an admin) and beta (one
     schedule, no members from acme)."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin", emails=["ops@acme.example"])
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin", emails=["ops@acme.example"])
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
-    mine = scheduling.add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
+    mine = add_schedule(session, acme, "views", now=NOW, cron_expr="0 9 * * *",
                                    emails=["boss@acme.example"])
-    theirs = scheduling.add_schedule(session, beta, "views", now=NOW, cadence="daily", at="08:00")
+    theirs = add_schedule(session, beta, "views", now=NOW, cadence="daily", at="08:00")
     users = {}
     for role, email in ROLES.items():
         user = User(email=email, password_hash="x")
@@ -88,15 +87,15 @@ def values(**changes: Any) -> ScheduleValues:
 
 # Each action on a schedule id, as the page calls it; `sid` may be another tenant's.
 ACTIONS: dict[str, Callable[[Session, Viewer, int, int], Any]] = {
-    "list": lambda s, v, tenant, sid: schedules.list_schedules(s, v, tenant),
-    "form": lambda s, v, tenant, sid: schedules.schedule_form_defaults(s, v, tenant, sid),
+    "list": lambda s, v, tenant, sid: schedule_table.list_schedules(s, v, tenant),
+    "form": lambda s, v, tenant, sid: schedule_form.schedule_form_defaults(s, v, tenant, sid),
     "save": lambda s, v, tenant, sid: schedules.save_schedule(s, v, tenant, values(), now=NOW,
                                                               schedule_id=sid),
     "pause": lambda s, v, tenant, sid: schedules.pause(s, v, sid, now=NOW),
     "resume": lambda s, v, tenant, sid: schedules.resume(s, v, sid, now=NOW),
     "delete": lambda s, v, tenant, sid: schedules.delete(s, v, sid, now=NOW),
-    "send_now": lambda s, v, tenant, sid: schedules.send_now(s, v, sid, now=NOW, dispatch=Dispatched()),
-    "send_test": lambda s, v, tenant, sid: schedules.send_test(
+    "send_now": lambda s, v, tenant, sid: runs.send_now(s, v, sid, now=NOW, dispatch=Dispatched()),
+    "send_test": lambda s, v, tenant, sid: runs.send_test(
         s, v, sid, now=NOW, emails=["qa@acme.example"], dispatch=Dispatched()),
     "history": lambda s, v, tenant, sid: schedules.schedule_history(s, v, sid),
 }
@@ -117,7 +116,7 @@ def test_each_role_may_do_what_it_may(session: Session, world, role: Role, actio
         assert (row_counts(session), schedule_state(session, world["mine"])) == before
         return
     if action == "resume":  # so that resuming changes something
-        scheduling.set_active(session, world["mine"], False, NOW)
+        set_active(session, session.get(Schedule, world["mine"]), False, NOW, actor="cli")
         session.commit()
     result = call(session, viewer, world["acme"], world["mine"])
     session.commit()
@@ -142,7 +141,7 @@ def test_another_tenants_schedule_reads_as_not_found_and_nothing_changes(
     if action == "list":
         with pytest.raises(NotFound, match="^No such tenant among yours.$"):
             ACTIONS[action](session, viewer, world["beta"], theirs)
-        assert [r.id for r in schedules.list_schedules(session, viewer, world["acme"])] == [world["mine"]]
+        assert [r.id for r in schedule_table.list_schedules(session, viewer, world["acme"])] == [world["mine"]]
     else:
         with pytest.raises(NotFound, match=f"^No schedule {theirs}.$"):
             ACTIONS[action](session, viewer, world["acme"], theirs)
@@ -152,19 +151,19 @@ def test_another_tenants_schedule_reads_as_not_found_and_nothing_changes(
 
 def test_a_deleted_schedule_keeps_its_runs_and_is_gone_everywhere(session: Session, world) -> None:
     editor = viewer_for(session, world, Role.EDITOR)
-    sent = schedules.send_now(session, editor, world["mine"], now=NOW, dispatch=Dispatched())
+    sent = runs.send_now(session, editor, world["mine"], now=NOW, dispatch=Dispatched())
     schedules.delete(session, editor, world["mine"], now=NOW + timedelta(minutes=1))
     session.commit()
     row = session.get(Schedule, world["mine"])
     assert (row.deleted_at, row.active) == (NOW + timedelta(minutes=1), False)
     assert session.get(ReportRun, sent.run_id) is not None
-    assert schedules.list_schedules(session, editor, world["acme"]) == []
+    assert schedule_table.list_schedules(session, editor, world["acme"]) == []
     for action in set(ACTIONS) - {"list"}:
         with pytest.raises(NotFound, match=f"^No schedule {world['mine']}.$"):
             ACTIONS[action](session, editor, world["acme"], world["mine"])
         session.rollback()
     with pytest.raises(NotFound, match=f"No schedule {world['mine']}"):  # the CLI's path too
-        scheduling.set_active(session, world["mine"], True, NOW)
+        schedules.resume(session, OPERATOR, world["mine"], now=NOW)
 
 
 def test_the_table_shows_what_the_page_needs(session: Session, world) -> None:
@@ -175,7 +174,7 @@ def test_the_table_shows_what_the_page_needs(session: Session, world) -> None:
     schedule = session.get(Schedule, world["mine"])
     schedule.last_status, schedule.last_error = "failed", "1 of 1 deliveries failed: boom"
     session.commit()
-    rows = {r.id: r for r in schedules.list_schedules(session, viewer_for(session, world, Role.VIEWER),
+    rows = {r.id: r for r in schedule_table.list_schedules(session, viewer_for(session, world, Role.VIEWER),
                                                       world["acme"])}
     mine = rows[world["mine"]]
     assert (mine.report_slug, mine.report_title, mine.description) == ("views", "Views", "At 09:00")
@@ -191,13 +190,13 @@ def test_the_table_shows_what_the_page_needs(session: Session, world) -> None:
     assert other.description == "At 02:30, Monday through Friday"
 
     schedules.pause(session, editor, fallback_only.id, now=NOW)
-    paused = {r.id: r for r in schedules.list_schedules(session, editor, world["acme"])}[fallback_only.id]
+    paused = {r.id: r for r in schedule_table.list_schedules(session, editor, world["acme"])}[fallback_only.id]
     assert (paused.paused, paused.next_run_local, paused.next_run_utc) == (True, None, None)
 
 
 def test_the_form_starts_from_the_schedule_with_typed_params(session: Session, world) -> None:
     editor = viewer_for(session, world, Role.EDITOR)
-    new = schedules.schedule_form_defaults(session, editor, world["acme"])
+    new = schedule_form.schedule_form_defaults(session, editor, world["acme"])
     assert new.schedule_id is None
     assert (new.values.report, new.values.cadence, new.values.time) == ("views", "daily", "09:00")
     assert new.values.timezone == new.tenant_timezone == "Europe/Berlin"
@@ -212,7 +211,7 @@ def test_the_form_starts_from_the_schedule_with_typed_params(session: Session, w
         params={"limit": "25", "ratio": "1.5", "detailed": "true", "campaign": "Campaign B"}), now=NOW)
     stored = session.get(Schedule, saved.id).params
     assert stored == {"limit": 25, "ratio": 1.5, "detailed": True, "campaign": "Campaign B"}
-    form = schedules.schedule_form_defaults(session, editor, world["acme"], saved.id)
+    form = schedule_form.schedule_form_defaults(session, editor, world["acme"], saved.id)
     assert form.values == values(params=stored, channels=("email", "telegram"))  # as resolved
     assert {p.name: p.value for p in form.params} == stored
 
@@ -289,7 +288,7 @@ def test_send_test_needs_valid_recipients_and_writes_nothing_otherwise(session: 
                                    (("x@",), (), "'x@' is not a valid e-mail address"),
                                    ((), ("@qa",), "Telegram chat id '@qa' is not numeric")]:
         with pytest.raises(InvalidInput, match=message):
-            schedules.send_test(session, editor, world["mine"], now=NOW, emails=emails, chats=chats,
+            runs.send_test(session, editor, world["mine"], now=NOW, emails=emails, chats=chats,
                                 dispatch=Dispatched())
     assert row_counts(session) == before
 
@@ -342,9 +341,9 @@ def test_every_change_is_recorded_old_to_new(session: Session, world) -> None:
 
 def test_history_lists_runs_and_changes_newest_first(session: Session, world) -> None:
     editor = viewer_for(session, world, Role.EDITOR)
-    first = schedules.send_now(session, editor, world["mine"], now=NOW, dispatch=Dispatched())
+    first = runs.send_now(session, editor, world["mine"], now=NOW, dispatch=Dispatched())
     schedules.pause(session, editor, world["mine"], now=NOW)
-    test = schedules.send_test(session, editor, world["mine"], now=NOW + timedelta(seconds=1),
+    test = runs.send_test(session, editor, world["mine"], now=NOW + timedelta(seconds=1),
                                chats=["1001"], dispatch=Dispatched())
     session.commit()
     history = schedules.schedule_history(session, viewer_for(session, world, Role.VIEWER), world["mine"])
@@ -352,8 +351,12 @@ def test_history_lists_runs_and_changes_newest_first(session: Session, world) ->
     assert history.runs[0]["test"] is True
     assert history.runs[0]["test_recipients"] == [["telegram", "1001"]]
     assert history.runs[0]["requested_by"] == ROLES[Role.EDITOR]
-    assert [c.action for c in history.changes] == ["paused", "created"]
-    assert history.changes[1].actor == "system"  # the fixture's add_schedule names no person
+    # Sends are changes too: who sent what, and which run it made.
+    assert [c.action for c in history.changes] == ["test sent", "paused", "sent now", "created"]
+    assert history.changes[0].changes == {"run": [None, test.run_id], "to": [None, ["telegram 1001"]]}
+    assert history.changes[2].changes == {"run": [None, first.run_id]}
+    assert {c.actor for c in history.changes[:3]} == {ROLES[Role.EDITOR]}
+    assert history.changes[3].actor == "cli"  # the fixture makes it as herald's operator
 
 
 def test_send_now_goes_through_the_ticks_dispatch(session: Session, world,
@@ -361,7 +364,7 @@ def test_send_now_goes_through_the_ticks_dispatch(session: Session, world,
     monkeypatch.delenv("REDIS_URL", raising=False)  # embedded: dispatch_runs runs the pipeline here
     get_settings.cache_clear()
     editor = viewer_for(session, world, Role.EDITOR)
-    sent = schedules.send_now(session, editor, world["mine"], now=NOW)
+    sent = runs.send_now(session, editor, world["mine"], now=NOW)
     # acme has no data source, so the pipeline ends the run FAILED, and says why
     assert (sent.status, sent.test) == ("failed", False)
     session.expire_all()
@@ -372,7 +375,7 @@ def test_send_now_goes_through_the_ticks_dispatch(session: Session, world,
 
     schedule.last_status, schedule.last_error = "success", None
     session.commit()
-    tested = schedules.send_test(session, editor, world["mine"], now=NOW + timedelta(seconds=1),
+    tested = runs.send_test(session, editor, world["mine"], now=NOW + timedelta(seconds=1),
                                  emails=["qa@acme.example"])
     assert tested.status == "failed"
     session.expire_all()
@@ -403,19 +406,20 @@ def test_the_cli_records_changes_as_cli(cli, session: Session, tmp_path: Path) -
     session.expire_all()
     events = session.exec(select(ChangeEvent).order_by(ChangeEvent.id)).all()
     assert [(e.object_type, e.action, e.actor) for e in events] == [
-        ("report", "created", "cli"), ("report", "updated", "cli"),
+        ("tenant", "created", "cli"), ("report", "created", "cli"), ("report", "updated", "cli"),
         ("schedule", "created", "cli"), ("schedule", "paused", "cli")]
-    created, updated = events[0].changes, events[1].changes
+    assert events[0].changes["email"] == [None, ["ops@acme.example"]]
+    created, updated = events[1].changes, events[2].changes
     assert created["title"] == [None, "Video performance"]
     assert created["definition"][0] is None and created["definition"][1]["sections"]
     assert updated["title"] == ["Video performance", "Views v2"]
     assert updated["definition"][0]["title"] == "Video performance"
     assert updated["definition"][1]["title"] == "Views v2"
-    assert events[2].changes["cron"] == [None, "0 9 * * *"]
+    assert events[3].changes["cron"] == [None, "0 9 * * *"]
     assert session.get(Schedule, sid).created_by == "cli"
 
     assert cli("report", "add", "--tenant", "acme", changed).exit_code == 0  # the same file again
-    assert count_rows(session, ChangeEvent) == 4
+    assert count_rows(session, ChangeEvent) == 5
 
 
 def test_tenant_members_only(session: Session, world) -> None:
@@ -428,7 +432,7 @@ def test_tenant_members_only(session: Session, world) -> None:
 
 
 def test_the_form_keeps_send_if_and_spread_through_an_edit(session: Session, world) -> None:
-    from admin import schedules_view as view
+    from admin.schedules import view
 
     editor = viewer_for(session, world, Role.EDITOR)
     saved = schedules.save_schedule(session, editor, world["acme"], values(send_if="always",
@@ -438,7 +442,7 @@ def test_the_form_keeps_send_if_and_spread_through_an_edit(session: Session, wor
     assert 0 <= stored.spread_offset_seconds < 900
 
     # The form shows both, and saving it unchanged keeps both (and the same second)
-    form = schedules.schedule_form_defaults(session, editor, world["acme"], saved.id)
+    form = schedule_form.schedule_form_defaults(session, editor, world["acme"], saved.id)
     state = view.form_start(form)
     assert (state["form_send_if"], state["form_spread"]) == ("always", "900")
     before = stored.next_run_at

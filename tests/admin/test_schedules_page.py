@@ -16,19 +16,20 @@ import pytest
 from sqlmodel import Session, SQLModel, select
 from streamlit.testing.v1 import AppTest
 
-from admin import schedules_view
-from models import catalog, scheduling
+from admin.schedules import view as schedules_view
 from models.audit import ChangeEvent
-from models.catalog import count_rows
 from models.definition import parse_definition
 from models.runs import Delivery, ReportRun
-from models.schedules import Schedule
+from models.schedules import Schedule, set_active
 from models.settings import get_settings
+from services import members, reports, tenants
+from services.access import OPERATOR
 from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
+from tests.seeding import add_schedule, count_rows
 
 on_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -51,17 +52,17 @@ def page_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def world(session: Session, videos_file: str) -> dict[str, int]:  # noqa: F811 - fixture above
     """acme (a data source, a fallback address, one schedule; Ana edits, Vera views) and beta
     (one schedule; nobody from acme)."""
-    acme = catalog.add_tenant(session, "acme", "Acme", "Europe/Berlin", videos_file,
+    acme = tenants.add_tenant(session, OPERATOR, "acme", "Acme", "Europe/Berlin", videos_file,
                               emails=["ops@acme.example"])
-    beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+    beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
     for tenant in (acme, beta):
-        catalog.save_report(session, tenant, parse_definition(REPORT))
-    mine = scheduling.add_schedule(session, acme, "video-performance", now=NOW,
+        reports.save_report(session, OPERATOR, tenant, parse_definition(REPORT))
+    mine = add_schedule(session, acme, "video-performance", now=NOW,
                                    cron_expr="0 9 * * *", emails=["boss@acme.example"])
-    theirs = scheduling.add_schedule(session, beta, "video-performance", now=NOW, cadence="weekly",
+    theirs = add_schedule(session, beta, "video-performance", now=NOW, cadence="weekly",
                                      at="08:00", emails=["someone@beta.example"])
-    catalog.add_user(session, EDITOR, acme, "editor", PASSWORD)
-    catalog.add_user(session, VIEWER, acme, "viewer", PASSWORD)
+    members.grant(session, OPERATOR, acme.id, EDITOR, "editor", PASSWORD)
+    members.grant(session, OPERATOR, acme.id, VIEWER, "viewer", PASSWORD)
     session.commit()
     return {"acme": acme.id, "mine": mine.id, "theirs": theirs.id}
 
@@ -323,7 +324,7 @@ def test_an_invalid_cron_shows_one_sentence_and_writes_nothing(session: Session,
 @on_sqlite
 def test_a_viewer_reads_without_edit_buttons(session: Session, world) -> None:
     schedule = session.get(Schedule, world["mine"])
-    scheduling.set_active(session, schedule.id, False, NOW, actor=EDITOR)
+    set_active(session, session.get(Schedule, schedule.id), False, NOW, actor=EDITOR)
     session.add(ReportRun(schedule_id=schedule.id, tenant_id=schedule.tenant_id, scheduled_for=NOW,
                           status="failed", error="boom", manual=True))
     session.commit()

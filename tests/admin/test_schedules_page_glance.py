@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
-from admin import schedules_view
+from admin.schedules import view as schedules_view
 from models.schedules import Schedule
 from tests.admin.test_app_login import shown
 from tests.admin.test_schedules_page import (  # noqa: F401 - fixtures

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from admin.access import load_viewer
-from admin.schedules import send_now, send_test
 from models.db import utcnow
 from models.runs import Delivery, ReportRun
 from models.schedules import Schedule
 from models.tenancy import Membership, Role, User
+from services.access import load_viewer
+from services.runs import send_now, send_test
 
 # The delivery tests' fixtures: a real SMTP server (aiosmtpd) and a SQLite tenant data source.
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401

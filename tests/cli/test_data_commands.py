@@ -14,8 +14,9 @@ import yaml
 from argon2 import PasswordHasher
 from sqlmodel import Session, SQLModel, select
 
-from models.catalog import count_rows, verify_password
 from models.tenancy import Membership, Role, Tenant, User
+from services.accounts import verify_password
+from tests.seeding import count_rows
 
 REPORT = Path(__file__).parents[1] / "fixtures" / "video-performance.yaml"
 ANA, ANA_PASSWORD = "ana@acme.example", "correct horse battery"
@@ -196,7 +197,7 @@ REFUSALS = [
     pytest.param(["schedule", "add", "--tenant", "nobody", "--report", "video-performance",
                   "--cron", "0 9 * * *"], "No tenant 'nobody'", id="unknown-tenant"),
     pytest.param([*SCHEDULE[:-1], "no-such-report", "--cron", "0 9 * * *"],
-                 "Tenant 'acme' has no report 'no-such-report'", id="unknown-report"),
+                 "The report 'no-such-report' is not one of this tenant's reports", id="unknown-report"),
     pytest.param(["report", "add", "--tenant", "nobody", str(REPORT)],
                  "No tenant 'nobody'", id="report-unknown-tenant"),
     pytest.param(["tenant", "add", "acme", "--name", "Acme again"],

@@ -12,12 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from models.catalog import add_tenant, save_report
 from models.db import session_scope, utcnow
 from models.definition import parse_definition
-from models.scheduling import add_schedule
 from models.settings import get_settings
 from tests.delivery.servers import BotApi, MailSink
+from tests.seeding import add_schedule, add_tenant, save_report
 
 TOKEN = "4242424242:AAH-secret-bot-token-for-tests"
 SENDER = "Acme Reports <reports@acme.example>"

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from jobs.outbox import create_manual_run
-from jobs.pipeline import deliver_stage, run_pipeline
 from models.db import session_scope, utcnow
 from models.runs import Delivery, ReportRun
 from models.schedules import Schedule
+from pipeline.deliver import deliver_run
+from pipeline.in_process import run_in_process
+from pipeline.lifecycle import create_manual_run
 from tests.delivery.conftest import (
     ROWS,
     TOKEN,
@@ -34,7 +35,7 @@ CHATS = ["1001", "-1002003004005"]
 
 def manual_run(schedule_id: int) -> int:
     with session_scope() as session:
-        return create_manual_run(session, session.get(Schedule, schedule_id), utcnow()).id
+        return create_manual_run(session, session.get(Schedule, schedule_id), utcnow(), "cli").id
 
 
 def state(run_id: int, url: str | None = None) -> tuple[ReportRun, Schedule, dict[str, Delivery]]:
@@ -54,7 +55,7 @@ def test_each_recipient_gets_exactly_one_message_with_both_documents(
     run_id = manual_run(schedule_id)
 
     # When its run goes through query, render and deliver
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then each recipient received exactly one message carrying both documents
     assert_everyone_got_both_documents(run_id, videos_db, mail_sink, bot_api, tmp_path)
@@ -112,7 +113,7 @@ def test_a_refused_address_and_an_unknown_chat_fail_alone_and_are_not_retried(
                                 chats=["777", CHATS[0]], formats=["csv"])
     run_id = manual_run(schedule_id)
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then everyone else received exactly once
     run, schedule, deliveries = state(run_id)
@@ -141,7 +142,7 @@ def test_a_mail_server_down_for_the_first_attempts_gets_each_message_once(
     mail_sink.stop()
     schedule_id = make_schedule(videos_db, emails=EMAILS, formats=["csv"])
     run_id = manual_run(schedule_id)
-    worker = threading.Thread(target=run_pipeline, args=(run_id,))
+    worker = threading.Thread(target=run_in_process, args=(run_id,))
     worker.start()
 
     # When it comes back after the first attempts failed
@@ -172,7 +173,7 @@ def test_telegram_429_waits_its_retry_after_then_sends(
     bot_api.script["1001"] = [(429, 2)]
     run_id = manual_run(make_schedule(videos_db, chats=["1001"], formats=["csv"]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then herald waited the 2 s and sent it, once
     first, second = bot_api.request_times["1001"]
@@ -187,7 +188,7 @@ def test_a_failed_second_document_is_resent_alone(db_url: str, videos_db: str, b
     bot_api.script["1001"] = ["ok", 502]
     run_id = manual_run(make_schedule(videos_db, chats=["1001"], formats=["pdf", "csv"]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the retry sent only the CSV: the chat holds one PDF and one CSV
     names = [d.filename for d in bot_api.to("1001")]
@@ -204,13 +205,14 @@ def test_two_workers_delivering_the_same_run_send_each_message_once(
     # Given a run rendered and ready to deliver to 20 addresses
     addresses = [f"reader{i}@acme.example" for i in range(20)]
     run_id = manual_run(make_schedule(videos_db, emails=addresses, formats=["csv"]))
-    from jobs.pipeline import query_stage, render_stage
+    from pipeline.query import query_run
+    from pipeline.render import render_run
 
-    assert query_stage(run_id) == "render" and render_stage(run_id)
+    assert query_run(run_id) == "render" and render_run(run_id)
 
     # When the deliver message is redelivered while the first worker is still sending
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for outcome in [pool.submit(deliver_stage, run_id) for _ in range(2)]:
+        for outcome in [pool.submit(deliver_run, run_id) for _ in range(2)]:
             outcome.result(timeout=60)  # neither worker fails
 
     # Then every address got exactly one message
@@ -230,7 +232,7 @@ def test_unconfigured_channels_fail_with_what_to_set(
     get_settings.cache_clear()
     run_id = manual_run(make_schedule(videos_db, emails=EMAILS[:1], chats=CHATS[:1], formats=["csv"]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     run, schedule, deliveries = state(run_id)
     assert deliveries[EMAILS[0]].error.startswith("MAIL_SMTP_HOST is not set")
@@ -250,7 +252,7 @@ def test_a_rejected_bot_token_is_permanent_and_never_written_down(
     get_settings.cache_clear()
     run_id = manual_run(make_schedule(videos_db, chats=CHATS, formats=["csv"]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     run, schedule, deliveries = state(run_id)
     assert {d.status for d in deliveries.values()} == {"failed"}

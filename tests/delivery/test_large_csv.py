@@ -13,10 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobs.pipeline import query_stage, render_stage, run_pipeline
 from models.artifacts import run_artifact
 from models.db import session_scope
 from models.settings import get_settings
+from pipeline.in_process import run_in_process
+from pipeline.query import query_run
+from pipeline.render import render_run
 from tests.delivery.conftest import make_schedule
 from tests.delivery.servers import BotApi, MailSink
 from tests.delivery.test_deliver_stage import manual_run, state
@@ -61,7 +63,7 @@ def test_a_60_mb_csv_is_zipped_to_fit_and_delivered(
     run_id = manual_run(make_schedule(big_db, emails=["anna@acme.example"], chats=["1001"],
                                       formats=["csv"], report=big_report("plain")))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then both channels delivered it zipped, under their limits, with every row inside
     [mail] = mail_sink.to("anna@acme.example")
@@ -87,7 +89,7 @@ def test_a_csv_that_does_not_fit_even_zipped_fails_with_the_reason(
     run_id = manual_run(make_schedule(big_db, emails=["anna@acme.example"], chats=["1001"],
                                       formats=["csv"], report=big_report("noise")))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then no e-mail went out (never an empty one), and the delivery says why
     run, _, deliveries = state(run_id)
@@ -104,9 +106,9 @@ def test_a_csv_that_does_not_fit_even_zipped_fails_with_the_reason(
 # Prints the peak RSS (KiB) once herald is imported, then once the run is delivered.
 DELIVER_AND_MEASURE = """
 import resource, sys
-from jobs.pipeline import deliver_stage
+from pipeline.deliver import deliver_run
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-deliver_stage(int(sys.argv[1]))
+deliver_run(int(sys.argv[1]))
 print(imported, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -119,7 +121,7 @@ def test_delivering_a_60_mb_csv_never_holds_it_in_memory(
     get_settings.cache_clear()
     run_id = manual_run(make_schedule(big_db, emails=["anna@acme.example"], formats=["csv"],
                                       report=big_report("plain")))
-    assert query_stage(run_id) == "render" and render_stage(run_id)
+    assert query_run(run_id) == "render" and render_run(run_id)
     with session_scope() as session:
         csv_bytes = run_artifact(session, run_id, "csv").size
     assert csv_bytes > 60 * MB

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from jobs.letter import header_text, render_subject
-from jobs.pipeline import run_pipeline
 from models.db import session_scope
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
+from pipeline.in_process import run_in_process
+from pipeline.letter import header_text, render_subject
 from tests.delivery.conftest import make_schedule
 from tests.delivery.servers import Mail, MailSink
 from tests.delivery.test_deliver_stage import manual_run, state
@@ -42,7 +42,7 @@ def test_a_subject_with_a_line_break_sends_one_message_with_a_one_line_subject(
                         .values(subject="Hi\r\nBcc: x@evil.example"))
 
     run_id = manual_run(schedule_id)
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the reader got one message whose Subject is one line, and there is no Bcc header
     [mail] = mail_sink.mails
@@ -67,7 +67,7 @@ def test_a_tenant_name_with_a_line_break_stays_one_line_in_from_and_subject(
     with session_scope() as session:
         session.execute(sa.update(Tenant).values(name="Acme\r\nBcc: x@evil.example\x85Corp"))
 
-    run_pipeline(run_id := manual_run(schedule_id))
+    run_in_process(run_id := manual_run(schedule_id))
 
     # Then From and Subject are each one line, with the name's breaks as spaces
     [mail] = mail_sink.mails

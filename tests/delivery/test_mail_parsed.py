@@ -21,12 +21,12 @@ import sqlalchemy as sa
 
 from delivery.base import Attachment, Letter
 from delivery.mail import compose
-from jobs.pipeline import run_pipeline
 from models.artifacts import read_content, run_artifact
 from models.base import Format
 from models.db import session_scope
 from models.settings import get_settings
 from models.tenancy import Tenant
+from pipeline.in_process import run_in_process
 from tests.delivery.conftest import REPORT, csv_rows, make_schedule, source_rows, total_views
 from tests.delivery.servers import BotApi, Mail, MailSink
 from tests.delivery.test_deliver_stage import manual_run, state
@@ -159,7 +159,7 @@ def test_the_delivered_mail_reads_the_same_in_every_part_and_its_documents_open(
     # Given a schedule sending the PDF and the CSV to one address and one chat
     run_id = manual_run(make_schedule(videos_db, emails=[READER], chats=[CHAT]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the e-mail parses cleanly, and its plain-text part is one line per item
     [mail] = mail_sink.to(READER)
@@ -205,7 +205,7 @@ def test_non_ascii_names_round_trip_in_the_subject_and_both_parts(
     with session_scope() as session:
         session.execute(sa.update(Tenant).values(name=tenant))
 
-    run_pipeline(run_id := manual_run(schedule_id))
+    run_in_process(run_id := manual_run(schedule_id))
 
     # Then the subject, the sender's name, the plain text and the HTML all read them back
     [mail] = mail_sink.to(READER)
@@ -231,7 +231,7 @@ def test_a_csv_zipped_to_fit_says_so_in_both_parts_and_unzips_to_the_rows(
     get_settings.cache_clear()
     run_id = manual_run(make_schedule(videos_db, emails=[READER], formats=["csv"]))
 
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the e-mail carries the zip and says so in both parts
     [mail] = mail_sink.to(READER)

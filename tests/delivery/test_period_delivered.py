@@ -12,20 +12,20 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from admin import reports
-from admin.access import load_viewer
-from jobs.pipeline import query_sections, run_pipeline, with_period
 from jobs.tick import tick
-from models.catalog import add_tenant, save_report
 from models.db import session_scope, utcnow
 from models.definition import parse_definition
 from models.periods import period_for
 from models.schedules import Schedule
-from models.scheduling import add_schedule
 from models.tenancy import Membership, Role, User
+from pipeline.in_process import run_in_process
+from pipeline.query import query_sections, with_period
+from services import documents
+from services.access import load_viewer
 from tests.delivery.conftest import csv_rows
 from tests.delivery.servers import MailSink
 from tests.delivery.test_mail_parsed import parsed, parts, stored
+from tests.seeding import add_schedule, add_tenant, save_report
 
 READER = "anna@acme.example"
 SLOT = datetime(2026, 11, 2, 14, tzinfo=UTC)  # 09:00 EST, the Monday after the fall-back
@@ -78,7 +78,7 @@ def test_a_late_run_reports_its_slots_period_in_every_part(
     assert utcnow() - SLOT > timedelta(days=1)  # the run happens well after its slot
 
     # When its pipeline runs late
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the mail covers 1 November, all 25 of its hours, and nothing either side
     [mail] = mail_sink.to(READER)
@@ -145,7 +145,7 @@ def test_the_admin_preview_shows_the_latest_complete_period_as_of_now(session, t
     session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=Role.VIEWER))
     session.commit()
 
-    preview = reports.preview_report(session, load_viewer(session, user.id), report.id,
+    preview = documents.preview_report(session, load_viewer(session, user.id), report.id,
                                      now=datetime(2026, 11, 2, 17, tzinfo=UTC), images=False)
 
     # then it shows yesterday in the tenant's timezone: the whole 25-hour 1 November

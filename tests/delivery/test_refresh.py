@@ -18,16 +18,14 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from jobs.pipeline import run_pipeline
-from jobs.shell import queue_run
-from models.catalog import add_tenant, grant_refresh, save_report
 from models.db import session_scope, utcnow
 from models.definition import parse_definition
 from models.errors import InvalidInput
 from models.runs import ReportRun
-from models.scheduling import add_schedule
+from pipeline.in_process import run_in_process
 from tests.delivery.conftest import csv_rows
 from tests.delivery.servers import MailSink
+from tests.seeding import add_schedule, add_tenant, grant_refresh, manual_run, save_report
 
 READER = "finance@acme.example"
 REPORT = {
@@ -89,7 +87,7 @@ def test_views_are_refreshed_before_the_queries_through_the_granted_source(
 ) -> None:
     schedule_id = schedule(tenant_db, tenant_db.owner)
 
-    run_pipeline(queue_run(schedule_id))
+    run_in_process(manual_run(schedule_id))
 
     [mail] = mail_sink.to(READER)
     [document] = mail.attachments().values()
@@ -103,8 +101,8 @@ def test_a_failing_refresh_fails_the_run_with_its_reason_and_refreshes_nothing(
     with psycopg.connect(tenant_db.admin, autocommit=True) as conn:  # the second view changes hands
         conn.execute("ALTER MATERIALIZED VIEW by_title OWNER TO CURRENT_USER")
 
-    run_id = queue_run(schedule_id)
-    run_pipeline(run_id)
+    run_id = manual_run(schedule_id)
+    run_in_process(run_id)
 
     with session_scope() as session:
         run = session.get(ReportRun, run_id)
@@ -138,8 +136,8 @@ def test_the_cli_grants_and_revokes_and_a_revoked_grant_fails_the_run(
     assert done.returncode == 0, done.stderr
     assert "owner-pw" not in done.stdout + done.stderr
 
-    run_id = queue_run(schedule_id)
-    run_pipeline(run_id)
+    run_id = manual_run(schedule_id)
+    run_in_process(run_id)
     with session_scope() as session:
         assert session.get(ReportRun, run_id).error == (
             "Report 'totals' refreshes daily_totals, public.by_title first, but tenant 'acme' granted no "
@@ -149,5 +147,5 @@ def test_the_cli_grants_and_revokes_and_a_revoked_grant_fails_the_run(
     done = herald("tenant", "grant-refresh", "acme", "--url", tenant_db.owner)
     assert done.returncode == 0, done.stderr
     assert "owner-pw" not in done.stdout and "***" in done.stdout
-    run_pipeline(queue_run(schedule_id))
+    run_in_process(manual_run(schedule_id))
     assert len(mail_sink.to(READER)) == 1

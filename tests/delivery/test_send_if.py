@@ -16,19 +16,18 @@ import psycopg
 import pytest
 from sqlmodel import select
 
-from admin.access import Viewer
-from admin.schedules import send_test
-from jobs.pipeline import run_pipeline
 from jobs.tick import tick
-from models.catalog import add_tenant, save_report
 from models.db import session_scope
 from models.definition import parse_definition
 from models.errors import InvalidInput
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
-from models.scheduling import add_schedule
 from models.tenancy import Role
+from pipeline.in_process import run_in_process
+from services.access import Viewer
+from services.runs import send_test
 from tests.delivery.servers import MailSink
+from tests.seeding import add_schedule, add_tenant, save_report
 
 READER = "oncall@acme.example"
 SLOT = datetime(2026, 11, 24, 14, tzinfo=UTC)          # 09:00 in New York
@@ -73,7 +72,7 @@ def run_slot(at: datetime = SLOT) -> int:
     queued = []
     tick(at + timedelta(minutes=1), queued.extend)
     [(run_id, _)] = queued
-    run_pipeline(run_id)
+    run_in_process(run_id)
     return run_id
 
 
@@ -135,7 +134,7 @@ def test_a_named_section_decides_and_a_test_send_ignores_the_condition(
         editor = Viewer(user_id=0, email="ed@acme.example", roles={run["tenant_id"]: Role.EDITOR})
         sent = send_test(session, editor, schedule_id, now=SLOT + timedelta(minutes=5), emails=["ed@acme.example"],
                          dispatch=lambda runs: None)
-    run_pipeline(sent.run_id)
+    run_in_process(sent.run_id)
     assert [m.rcpt_tos for m in mail_sink.mails] == [["ed@acme.example"]]
 
 

@@ -15,9 +15,9 @@ import pytest
 import trustme
 
 from delivery.mail import Encryption, encryption, tls_context
-from jobs.pipeline import run_pipeline
 from models.errors import SettingsError
 from models.settings import get_settings, load_settings
+from pipeline.in_process import run_in_process
 from tests.delivery.conftest import SENDER, csv_rows, make_schedule
 from tests.delivery.servers import Login, MailSink
 from tests.delivery.test_deliver_stage import manual_run, state
@@ -79,7 +79,7 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch, fast_retries, ca_file: Path
 def deliver(videos_file: str) -> int:
     """A CSV report for READER, through query, render and deliver; returns the run id."""
     run_id = manual_run(make_schedule(videos_file, emails=[READER], formats=["csv"]))
-    run_pipeline(run_id)
+    run_in_process(run_id)
     return run_id
 
 

@@ -27,13 +27,15 @@ from herald.demo import (
     stored_login,
 )
 from herald.demo_run import BOT_TOKEN, demo_environment, seconds_to_next_minute
-from herald.inbox import EMAIL, TELEGRAM, list_messages, read_message
-from models import scheduling
-from models.catalog import get_tenant, verify_password
 from models.db import get_engine, session_scope, utcnow
 from models.errors import InvalidInput, NotFound
 from models.settings import get_settings
 from models.tenancy import User
+from services import schedules
+from services.access import OPERATOR
+from services.accounts import verify_password
+from services.inbox import EMAIL, TELEGRAM, list_messages, read_message
+from tests.seeding import get_tenant
 
 
 @pytest.fixture
@@ -52,8 +54,7 @@ def test_the_seed_makes_a_tenant_its_data_schedules_and_a_login(demo_dir: Path) 
     data.close()
     with session_scope(control_url(demo_dir)) as session:
         tenant = get_tenant(session, "demo")
-        rows = [scheduling.schedule_to_dict(session, s)
-                for s in scheduling.list_schedules(session, tenant)]
+        rows = schedules.list_schedule_details(session, OPERATOR, tenant)
         user = session.exec(select(User).where(User.email == "demo@example.com")).one()
         assert verify_password(user, login.password)
     assert [(r["cron"], r["formats"], [x["address"] for x in r["recipients"]]) for r in rows] == [

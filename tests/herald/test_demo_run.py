@@ -35,9 +35,9 @@ from playwright.sync_api import sync_playwright
 
 from herald.capture import free_port, port_is_free
 from herald.demo import DATASOURCE_DB, DEMO_REPORT
-from herald.inbox import EMAIL, TELEGRAM, list_messages, read_message
 from models.errors import RenderError
 from renderers.browser import find_chromium
+from services.inbox import EMAIL, TELEGRAM, list_messages, read_message
 from tests.conftest import service_missing
 from tests.renderers.conftest import pdf_text
 

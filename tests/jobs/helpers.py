@@ -6,12 +6,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from jobs.pipeline import run_pipeline
 from models.db import session_scope, utcnow
 from models.reports import Report
 from models.runs import ReportRun
 from models.schedules import Schedule
 from models.tenancy import Tenant
+from pipeline.in_process import run_in_process
 
 
 def make_tenant(url: str, slug: str = "acme", datasource: str | None = None) -> tuple[int, int]:
@@ -47,4 +47,4 @@ def runs_of(url: str) -> list[ReportRun]:
 def in_process(runs) -> None:
     """Dispatch as the embedded mode does: the whole pipeline, synchronously."""
     for run_id, _tenant_id in runs:
-        run_pipeline(run_id)
+        run_in_process(run_id)

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from jobs.agenda import agenda
 from models import cron
 from models.db import session_scope
 from models.schedules import Schedule
+from services.agenda import agenda
 from tests.jobs.helpers import add_schedules, make_tenant
 
 NY = "America/New_York"

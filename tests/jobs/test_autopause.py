@@ -13,18 +13,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from admin import history
-from admin.access import load_viewer
-from jobs.outbox import create_manual_run, finish_run
-from jobs.pipeline import deliver_stage, run_pipeline
 from jobs.tick import tick
-from models import catalog
 from models.audit import ChangeEvent
 from models.db import session_scope, utcnow
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import User
+from pipeline.deliver import deliver_run
+from pipeline.in_process import run_in_process
+from pipeline.lifecycle import create_manual_run
+from pipeline.query import end_by_id
+from services import members, runs, tenants
+from services.access import OPERATOR, load_viewer
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
@@ -49,12 +50,12 @@ def schedule_id(db_url: str, videos_file: str, sink: MailSink) -> int:  # noqa: 
     a deactivated admin; beta's admin Bea."""
     sid = make_schedule(videos_file, emails=[BOSS, TEAM], formats=["csv"])
     with session_scope() as session:
-        acme = catalog.get_tenant(session, "acme")
-        beta = catalog.add_tenant(session, "beta", "Beta", "UTC")
+        acme = tenants.get_tenant(session, OPERATOR, "acme")
+        beta = tenants.add_tenant(session, OPERATOR, "beta", "Beta", "UTC")
         for email, role in [*((a, "admin") for a in ADMINS), ("ed@acme.example", "editor"),
                             ("vera@acme.example", "viewer"), ("gone@acme.example", "admin")]:
-            catalog.add_user(session, email, acme, role, "a-password-123")
-        catalog.add_user(session, "bea@beta.example", beta, "admin", "a-password-123")
+            members.grant(session, OPERATOR, acme.id, email, role, "a-password-123")
+        members.grant(session, OPERATOR, beta.id, "bea@beta.example", "admin", "a-password-123")
         session.exec(select(User).where(User.email == "gone@acme.example")).one().active = False
     return sid
 
@@ -73,11 +74,11 @@ def bounce_one(sink: MailSink) -> None:
 def run(schedule_id: int, at: datetime, test_to: str | None = None) -> int:
     """A manual run (or a test run to `test_to`) for slot `at`, through the whole pipeline."""
     with session_scope() as session:
-        made = create_manual_run(session, session.get(Schedule, schedule_id), at)
+        made = create_manual_run(session, session.get(Schedule, schedule_id), at, "cli")
         if test_to:
             made.test, made.test_recipients = True, [["email", test_to]]
         run_id = made.id
-    run_pipeline(run_id)
+    run_in_process(run_id)
     return run_id
 
 
@@ -184,15 +185,15 @@ def test_redelivering_or_resending_the_last_run_does_not_pause_or_email_twice(
     schedule_id: int, sink: MailSink
 ) -> None:
     fail(sink)
-    runs = [run(schedule_id, T0 + timedelta(hours=h)) for h in range(3)]
+    made = [run(schedule_id, T0 + timedelta(hours=h)) for h in range(3)]
     assert not schedule(schedule_id).active
     # When the last run's messages are delivered again (Dramatiq redelivers after a crash)
-    run_pipeline(runs[-1])
-    deliver_stage(runs[-1])
+    run_in_process(made[-1])
+    deliver_run(made[-1])
     # And an admin sends its failed deliveries again, which fail again
     with session_scope() as session:
         ada = session.exec(select(User).where(User.email == ADMINS[0])).one()
-        resent = history.resend_failed(session, load_viewer(session, ada.id), runs[-1],
+        resent = runs.resend_failed(session, load_viewer(session, ada.id), made[-1],
                                        now=utcnow(), dispatch=in_process)
     assert resent.status == "failed" and statuses(schedule_id) == ["failed"] * 3
     # Then it was paused once, and each admin told once
@@ -225,12 +226,12 @@ def test_a_notice_that_cannot_be_sent_does_not_fail_the_run(
 ) -> None:
     fail(sink)
     sink.refuse[ADMINS[0]] = NO_SUCH_USER
-    runs = [run(schedule_id, T0 + timedelta(hours=h)) for h in range(3)]
+    made = [run(schedule_id, T0 + timedelta(hours=h)) for h in range(3)]
     assert statuses(schedule_id) == ["failed"] * 3  # recorded, not left running or retried
     assert not schedule(schedule_id).active
     assert notices(sink) == {"adam@acme.example": 1}
     with session_scope() as session:
-        assert session.get(ReportRun, runs[-1]).finished_at is not None
+        assert session.get(ReportRun, made[-1]).finished_at is not None
 
 
 def test_zero_turns_it_off(schedule_id: int, sink: MailSink,
@@ -252,8 +253,8 @@ def test_a_secret_in_the_last_error_reaches_neither_the_schedule_nor_the_e_mail(
     for h in range(3):
         with session_scope() as session:
             run_id = create_manual_run(session, session.get(Schedule, schedule_id),
-                                       T0 + timedelta(hours=h)).id
-        finish_run(run_id, RunStatus.FAILED, utcnow(), error)  # the query stage's way to fail
+                                       T0 + timedelta(hours=h), "cli").id
+        end_by_id(run_id, RunStatus.FAILED, error)  # the query stage's way to fail
     reason = schedule(schedule_id).paused_reason
     assert reason == ("Paused automatically after 3 failed runs in a row; the last error: could "
                       "not connect to postgresql://reader:***@db.acme.example/acme.")

@@ -28,7 +28,7 @@ def sharded_broker(redis_namespace: str, monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.parametrize("count", [5, 100])  # one by one, and the parallel path
 def test_runs_go_to_their_tenants_shard_queues(sharded_broker, redis_namespace, redis_client: redis.Redis,
                                                count: int) -> None:
-    from jobs.actors import dispatch_runs
+    from jobs.dispatch import dispatch_runs
 
     runs = [(1000 + i, i % 17) for i in range(count)]  # (run id, tenant id)
     dispatch_runs(runs)

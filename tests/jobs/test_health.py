@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 from dramatiq import Message
 
-from jobs.health import check_health, read_broker_info, read_render_browsers_or_none
 from jobs.tick import tick
 from models.db import session_scope
 from models.health import RenderBrowserBeacon, TickHeartbeat, host_name
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.settings import get_settings
+from services.health import check_health, read_broker_info, read_render_browsers_or_none
 from tests.conftest import REDIS_TEST_URL
 from tests.jobs.helpers import add_schedules, make_tenant
 

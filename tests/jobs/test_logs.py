@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from jobs.outbox import claim_run
-from jobs.pipeline import run_pipeline
 from jobs.tick import tick
 from models.db import session_scope, utcnow
 from models.logs import configure_logging
 from models.runs import Delivery
 from models.schedules import Schedule
 from models.settings import get_settings, load_settings
+from pipeline.in_process import run_in_process
+from pipeline.leases import take_run
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import in_process, make_tenant, runs_of
@@ -62,7 +62,7 @@ def test_each_state_change_is_one_line_with_its_ids(
     # When the tick runs it through the pipeline, and the run's messages come again
     tick(utcnow(), in_process)
     [run] = runs_of(db_url)
-    run_pipeline(run.id)
+    run_in_process(run.id)
 
     # Then the run's moves and each delivery's are logged once each, in order, with their ids
     with session_scope() as session:
@@ -99,20 +99,22 @@ def test_runs_made_and_recovered_by_the_tick_are_logged_per_row(
     # When the tick queues two runs; a worker takes the first and dies, nobody takes the second
     tick(utcnow(), dispatched.extend)
     first, second = runs_of(db_url)
-    assert claim_run(first.id, utcnow(), timedelta(seconds=5))
+    assert take_run(first.id, utcnow(), timedelta(seconds=5))
     # ... and a tick after the lease and the requeue delay re-enqueues both
     tick(utcnow() + timedelta(minutes=5), dispatched.extend)
 
-    # Then each run made is one line, and so is the abandoned run's move back to the queue;
-    # the second run, queued again, changed no state (the tick's warning names it)
+    # Then each run made is one line, and so are the worker's take and the abandoned run's
+    # move back to the queue; the second run, queued again, changed no state (the tick's
+    # warning names it)
     lines = [r.getMessage() for r in state_lines(caplog)]
     assert lines == [f"run {first.id} tenant=globex schedule={first.schedule_id} new→queued",
                      f"run {second.id} tenant=globex schedule={second.schedule_id} new→queued",
+                     f"run {first.id} tenant=globex schedule={first.schedule_id} queued→running",
                      f"run {first.id} tenant=globex schedule={first.schedule_id} running→queued"]
     assert len(dispatched) == 4
-    # A run the tick queued is a DEBUG line (the tick's own INFO line counts them); a run put
-    # back in the queue is INFO
-    assert [r.levelname for r in state_lines(caplog)] == ["DEBUG", "DEBUG", "INFO"]
+    # A run the tick queued is a DEBUG line (the tick's own INFO line counts them); a run taken
+    # or put back in the queue is INFO
+    assert [r.levelname for r in state_lines(caplog)] == ["DEBUG", "DEBUG", "INFO", "INFO"]
     assert any(r.name == "herald.tick" and r.levelno == logging.INFO and "queued 2," in r.getMessage()
                for r in caplog.records)
 

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from herald.cli.metrics import start_exporter
-from jobs.deliver import finish
-from jobs.pipeline import deliver_stage, run_pipeline
 from jobs.tick import tick
 from models import migrate
 from models.db import session_scope, utcnow
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
+from pipeline.deliver import deliver_run, end_from_deliveries
+from pipeline.in_process import run_in_process
 from tests.delivery.conftest import fast_retries, mail_sink, make_schedule, videos_file  # noqa: F401
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import add_schedules, in_process, make_tenant, runs_of
@@ -80,9 +80,9 @@ def test_outcomes_are_counted_once_and_the_gauges_come_from_the_database(
     tick(now, in_process)
     runs = {r.schedule_id: r for r in runs_of(db_url)}
     for run in runs.values():
-        run_pipeline(run.id)
-        deliver_stage(run.id)
-        finish(run.id)
+        run_in_process(run.id)
+        deliver_run(run.id)
+        end_from_deliveries(run.id)
     after = scrape(exporter)
 
     # Then each run and each delivery was counted once, by its final state

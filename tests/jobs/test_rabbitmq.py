@@ -40,7 +40,7 @@ def rabbit_broker(monkeypatch: pytest.MonkeyPatch):
 def test_runs_are_enqueued_on_rabbitmq(rabbit_broker) -> None:
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from jobs.actors import dispatch_runs
+    from jobs.dispatch import dispatch_runs
 
     broker, shard = rabbit_broker
     assert isinstance(broker, RabbitmqBroker)

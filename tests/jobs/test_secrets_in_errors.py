@@ -14,9 +14,6 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from jobs.delivery_rows import Stamper, fail_pending
-from jobs.outbox import create_manual_run, finish_run, note_error, release_run
-from jobs.pipeline import run_pipeline
 from jobs.tick import tick
 from models.base import Channel
 from models.db import get_engine, session_scope, utcnow
@@ -24,6 +21,11 @@ from models.redact import remember_secret
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import get_settings
+from pipeline.deliveries import Stamp, Stamper, fail_pending
+from pipeline.in_process import run_in_process
+from pipeline.leases import note_error, release_run
+from pipeline.lifecycle import create_manual_run
+from pipeline.query import end_by_id
 from tests.delivery.conftest import SENDER, make_schedule
 from tests.delivery.servers import MailSink
 from tests.jobs.helpers import add_schedules, make_tenant
@@ -98,19 +100,18 @@ def write_note_error(rows: Rows, text: str) -> tuple[str, str, int]:
     return "report_run", "error", rows.run_id
 
 
-def write_finish_run(rows: Rows, text: str) -> tuple[str, str, int]:
-    finish_run(rows.run_id, RunStatus.FAILED, utcnow(), text)
+def write_end_run(rows: Rows, text: str) -> tuple[str, str, int]:
+    end_by_id(rows.run_id, RunStatus.FAILED, text)
     assert "***" in stored(rows.url, "schedule", "last_error", rows.schedule_id)
     return "report_run", "error", rows.run_id
 
 
 def write_stamps(rows: Rows, text: str) -> tuple[str, str, int]:
-    """The `_STAMP` executemany: two rows in one batch, the error a `bindparam`."""
+    """The stamper's moves: two outcomes in one batch, the error a bound value."""
     stamper = Stamper()
     try:
         for delivery_id in rows.delivery_ids:
-            stamper.put({"b_id": delivery_id, "b_status": DeliveryStatus.FAILED, "b_provider": None,
-                         "b_error": text, "b_finished": utcnow(), "b_ms": 5, "b_lease": None})
+            stamper.put(Stamp(delivery_id, DeliveryStatus.FAILED, None, text, utcnow(), 5))
         stamper.flush()
     finally:
         stamper.close()
@@ -136,11 +137,11 @@ WRITES: dict[str, Callable[[Rows, str], tuple[str, str, int]]] = {
     "ReportRun.error": write_run_attribute,
     "Schedule.last_error": write_schedule_attribute,
     "Delivery.error": write_delivery_attribute,
-    "outbox.release_run": write_release_run,
-    "outbox.note_error": write_note_error,
-    "outbox.finish_run": write_finish_run,
-    "Stamper (_STAMP executemany)": write_stamps,
-    "delivery_rows.fail_pending": write_fail_pending,
+    "leases.release_run": write_release_run,
+    "leases.note_error": write_note_error,
+    "lifecycle.end_run": write_end_run,
+    "Stamper (a move per stamp)": write_stamps,
+    "deliveries.fail_pending": write_fail_pending,
     "tick (flagged schedule)": write_tick_flag,
 }
 
@@ -195,7 +196,7 @@ def refusing_mail_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[MailSink]:
 
 def manual_run(schedule_id: int) -> int:
     with session_scope() as session:
-        return create_manual_run(session, session.get(Schedule, schedule_id), utcnow()).id
+        return create_manual_run(session, session.get(Schedule, schedule_id), utcnow(), "cli").id
 
 
 def test_runs_failing_with_the_datasource_and_smtp_passwords_store_neither(
@@ -216,13 +217,13 @@ def test_runs_failing_with_the_datasource_and_smtp_passwords_store_neither(
                           slug="leaky")
     # When it runs, it fails in the query stage
     query_failed = manual_run(leaky)
-    run_pipeline(query_failed)
+    run_in_process(query_failed)
 
     # Given a working report whose one recipient the SMTP server refuses, naming its password
     refused = make_schedule(tenant_db.url, emails=[RECIPIENT], formats=["csv"], report=WORKING_REPORT,
                             slug="refused")
     delivery_failed = manual_run(refused)
-    run_pipeline(delivery_failed)
+    run_in_process(delivery_failed)
 
     # Then both runs failed, and said why
     with session_scope() as session:

@@ -1,8 +1,8 @@
-"""An engineer's Python shell sends an actor's message and the report arrives: on the embedded
-broker with `jobs.shell.drain()`, and on Redis with a running `dramatiq jobs`.
+"""An engineer's Python shell sends a run and the report arrives: on the embedded broker with
+`jobs.shell.drain()`, and on Redis with a running `dramatiq jobs`.
 
 Each shell is a fresh `python -` process reading its lines from stdin, as a person types
-them: `import jobs` builds the broker from the environment once per process.
+them: the first message sent builds the broker from the environment, once per process.
 """
 
 from __future__ import annotations
@@ -26,19 +26,15 @@ from tests.jobs.test_worker_recovery import kill_group, wait_for
 pytestmark = pytest.mark.slow
 OPS = "ops@acme.example"
 SEND_AND_DRAIN = """
-from jobs.actors import query_stage
-from jobs.shell import drain, queue_run
-run_id = queue_run({schedule})
-query_stage.send(run_id)
+from jobs.shell import drain, send_now
+run_id = send_now({schedule})
 drain(timeout_s=120)
 print("run", run_id)
 """
 SEND_ONLY = """
-from jobs.actors import query_stage
-from jobs.shell import drain, queue_run
+from jobs.shell import drain, send_now
 from models.errors import HeraldError
-run_id = queue_run({schedule})
-query_stage.send(run_id)
+run_id = send_now({schedule})
 print("run", run_id)
 try:
     drain()

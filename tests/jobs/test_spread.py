@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from jobs.tick import tick
-from models.catalog import add_tenant, save_report, set_spread
 from models.db import session_scope
 from models.definition import parse_definition
 from models.runs import ReportRun
 from models.schedules import Schedule
-from models.scheduling import add_schedule, set_active, update_schedule
 from models.tenancy import Tenant
+from services import schedules
+from services.access import OPERATOR
+from tests.seeding import add_schedule, add_tenant, save_report, set_spread
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SLOT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -52,10 +53,13 @@ def test_each_schedule_has_its_own_second_in_the_window_and_keeps_it(db_url: str
 
     # The same second after an edit, and after a pause and a resume
     with session_scope() as session:
-        update_schedule(session, session.get(Schedule, ids[0]), now=NOW, cron_expr="0 9 * * *",
-                        emails=["b@acme.example"], spread_seconds=600)
-        set_active(session, ids[1], False, NOW)
-        set_active(session, ids[1], True, NOW + timedelta(minutes=1))
+        schedules.save_schedule(session, OPERATOR, session.get(Schedule, ids[0]).tenant_id,
+                                schedules.ScheduleValues(report="daily", cron="0 9 * * *",
+                                                         emails=("b@acme.example",),
+                                                         spread_seconds=600),
+                                now=NOW, schedule_id=ids[0])
+        schedules.pause(session, OPERATOR, ids[1], now=NOW)
+        schedules.resume(session, OPERATOR, ids[1], now=NOW + timedelta(minutes=1))
     assert next_runs() == first
 
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from jobs.outbox import claim_run
 from jobs.tick import tick
 from models.db import session_scope
 from models.runs import ReportRun, RunStatus
 from models.schedules import Schedule
+from pipeline.leases import take_run
 from tests.jobs.helpers import add_schedules, make_tenant, runs_of
 
 NOW = datetime(2026, 3, 2, 12, 0, 20, tzinfo=UTC)
@@ -123,11 +123,11 @@ def test_a_run_whose_worker_died_is_re_enqueued_when_its_lease_expires(db_url: s
     tenant, report = make_tenant(db_url)
     add_schedules(db_url, tenant, report, 1, cron="0 12 * * *", next_run_at=NOW)
     [(run_id, _)] = tick(NOW, Captured()).queued
-    assert claim_run(run_id, NOW, timedelta(seconds=60))  # a worker takes it, then dies
-    assert not claim_run(run_id, NOW + timedelta(seconds=5), timedelta(seconds=60))
+    assert take_run(run_id, NOW, timedelta(seconds=60))  # a worker takes it, then dies
+    assert not take_run(run_id, NOW + timedelta(seconds=5), timedelta(seconds=60))
     assert tick(NOW + timedelta(seconds=59), Captured()).requeued == []
     assert tick(NOW + timedelta(seconds=61), Captured()).requeued == [(run_id, tenant)]
-    assert claim_run(run_id, NOW + timedelta(seconds=62), timedelta(seconds=60))
+    assert take_run(run_id, NOW + timedelta(seconds=62), timedelta(seconds=60))
     [run] = runs_of(db_url)
     assert (run.status, run.attempts) == (RunStatus.RUNNING, 2)
 
@@ -141,9 +141,9 @@ def test_a_run_that_keeps_dying_is_failed_after_its_attempts(db_url: str, monkey
     add_schedules(db_url, tenant, report, 1, cron="0 12 * * *", next_run_at=NOW)
     [(run_id, _)] = tick(NOW, Captured()).queued
     lease = timedelta(seconds=10)
-    assert claim_run(run_id, NOW, lease)
+    assert take_run(run_id, NOW, lease)
     assert tick(NOW + timedelta(seconds=11), Captured()).requeued == [(run_id, tenant)]
-    assert claim_run(run_id, NOW + timedelta(seconds=12), lease)
+    assert take_run(run_id, NOW + timedelta(seconds=12), lease)
     assert tick(NOW + timedelta(seconds=30), Captured()).requeued == []
     [run] = runs_of(db_url)
     assert run.status == RunStatus.FAILED and run.error == "abandoned after 2 attempts"

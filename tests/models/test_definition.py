@@ -10,10 +10,10 @@ import yaml
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from models.catalog import count_rows
 from models.definition import ChartSection, ReportDefinition, load_definition, parse_definition
 from models.errors import InvalidInput
 from models.reports import Report
+from tests.seeding import count_rows
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "video-performance.yaml"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from models.catalog import add_tenant, save_report
 from models.db import session_scope
 from models.definition import parse_definition
 from tests.renderers.conftest import pdf_text
 from tests.renderers.test_render_stage import REPORT
+from tests.seeding import add_tenant, save_report
 
 
 def test_export_writes_a_pdf_and_a_csv(cli, db_url: str, hostile_db: str, tmp_path: Path, monkeypatch) -> None:

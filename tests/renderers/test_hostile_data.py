@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from jobs.pipeline import query_sections
 from models.base import Format
 from models.definition import parse_definition
+from pipeline.query import query_sections
 from renderers import RENDERERS
 from renderers.csv_export import export_csv
 from renderers.job import RenderJob

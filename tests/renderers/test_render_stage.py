@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from jobs.outbox import create_manual_run
-from jobs.pipeline import run_pipeline
 from models.artifacts import CHUNK_SIZE, purge_expired, read_content, run_artifact, store_artifact
-from models.catalog import add_tenant, save_report
 from models.db import session_scope, utcnow
 from models.definition import parse_definition
 from models.runs import ArtifactChunk, ReportRun
-from models.scheduling import add_schedule
 from models.settings import get_settings
+from pipeline.in_process import run_in_process
+from pipeline.lifecycle import create_manual_run
 from tests.renderers.conftest import ROWS, SEED_COLUMNS, pdf_text
+from tests.seeding import add_schedule, add_tenant, save_report
 
 REPORT = {
     "slug": "video-performance", "title": "Video performance", "params": {"campaign": "Campaign A"},
@@ -44,12 +43,12 @@ def scheduled_run(db_url: str, hostile_db: str, monkeypatch):
         save_report(session, tenant, parse_definition(REPORT))
         schedule = add_schedule(session, tenant, "video-performance", now=utcnow(), cron_expr="0 11 * * *",
                                 timezone="Pacific/Kiritimati", formats=["pdf", "csv"])
-        run = create_manual_run(session, schedule, datetime(2026, 3, 1, 11, 0, tzinfo=UTC))
+        run = create_manual_run(session, schedule, datetime(2026, 3, 1, 11, 0, tzinfo=UTC), "cli")
         return run.id
 
 
 def test_a_run_renders_a_pdf_and_a_csv_named_for_the_local_date(scheduled_run: int, tmp_path: Path) -> None:
-    run_pipeline(scheduled_run)
+    run_in_process(scheduled_run)
     with session_scope() as session:
         pdf, table = run_artifact(session, scheduled_run, "pdf"), run_artifact(session, scheduled_run, "csv")
         # 11:00 UTC on 1 March is 01:00 on 2 March in Kiritimati
@@ -69,7 +68,7 @@ def test_a_run_renders_a_pdf_and_a_csv_named_for_the_local_date(scheduled_run: i
 def test_a_large_csv_is_zipped(scheduled_run: int, monkeypatch) -> None:
     monkeypatch.setenv("HERALD_CSV_COMPRESS_ABOVE_BYTES", "100000")
     get_settings.cache_clear()
-    run_pipeline(scheduled_run)
+    run_in_process(scheduled_run)
     with session_scope() as session:
         table = run_artifact(session, scheduled_run, "csv")
         content = read_content(session, table.id)
@@ -100,7 +99,7 @@ def test_artifacts_are_chunked_and_purged_after_retention(db_url: str) -> None:
 def test_a_csv_past_its_size_limit_fails_the_run_naming_the_limit(scheduled_run: int, monkeypatch) -> None:
     monkeypatch.setenv("HERALD_CSV_MAX_BYTES", "102400")
     get_settings.cache_clear()
-    run_pipeline(scheduled_run)
+    run_in_process(scheduled_run)
     with session_scope() as session:
         run = session.get(ReportRun, scheduled_run)
         assert run.status == "failed"

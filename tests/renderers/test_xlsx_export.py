@@ -16,12 +16,11 @@ import psycopg
 import pytest
 from sqlmodel import Session
 
-from admin import reports_view as rv
-from jobs.pipeline import run_pipeline
-from models.catalog import add_tenant, save_report
+from admin.reports import view as rv
 from models.db import session_scope
 from models.definition import parse_definition
 from models.errors import QueryError
+from pipeline.in_process import run_in_process
 from renderers.xlsx_export import ROWS_PER_SHEET, XLSX_MEDIA_TYPE, export_xlsx
 from tests.admin.test_reports_page import World, errors, reports_page, world  # noqa: F401
 from tests.delivery.conftest import (  # noqa: F401 - fixtures
@@ -35,6 +34,7 @@ from tests.delivery.conftest import (  # noqa: F401 - fixtures
 )
 from tests.delivery.servers import MailSink
 from tests.delivery.test_deliver_stage import manual_run, state
+from tests.seeding import add_tenant, save_report
 
 NEW_YORK = ZoneInfo("America/New_York")
 FORMULA_LIKE = ['=HYPERLINK("http://attacker.example","click")', "=1+1", "-2+3", "+1 555",
@@ -210,7 +210,7 @@ def test_a_run_delivers_the_xlsx_by_email(db_url: str, source: str, request: pyt
     run_id = manual_run(schedule_id)
 
     # When its run goes through query, render and deliver
-    run_pipeline(run_id)
+    run_in_process(run_id)
 
     # Then the mail carries one spreadsheet that opens, holding the csv query's rows as cells
     run, _, deliveries = state(run_id)

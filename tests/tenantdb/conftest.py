@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobs.pipeline import query_sections
 from models.definition import parse_definition
+from pipeline.query import query_sections
 
 
 @dataclass(frozen=True)

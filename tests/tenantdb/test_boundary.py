@@ -8,9 +8,9 @@ import io
 import psycopg
 import pytest
 
-from jobs.pipeline import query_sections
 from models.definition import parse_definition
 from models.errors import QueryError
+from pipeline.query import query_sections
 from renderers.csv_export import export_csv
 from tenantdb import open_source
 from tests.tenantdb.conftest import Source, admin, report, values

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pipeline import query_sections
 from models.errors import QueryError
+from pipeline.query import query_sections
 from renderers.csv_export import export_csv
 from tests.tenantdb.conftest import Source, report, values
 

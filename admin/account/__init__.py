@@ -1,0 +1,1 @@
+"""The account page: `page.py` (the Streamlit script) and the helpers beside it."""

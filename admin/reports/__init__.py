@@ -1,0 +1,1 @@
+"""The reports page: `page.py` (the Streamlit script) and the helpers beside it."""

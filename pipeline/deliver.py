@@ -1,0 +1,193 @@
+"""The deliver step: exactly one message per (run, channel, recipient), then the run's end.
+
+Each recipient is a `Delivery` row, written before anything is sent. A worker
+takes a few rows at a time under a short lease (a conditional UPDATE only one
+worker can win), sends, and stamps each row after its send. A retry, a
+redelivered message or a second worker finds only what is still pending; a row
+whose worker died can be taken again when its lease runs out, and e-mail
+resends carry the same Message-ID. Transient failures wait a capped
+exponential backoff; permanent ones are recorded at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from delivery import CHANNELS, DeliveryError, Letter, Sender
+from delivery.fit import Zipper
+from models.base import Channel
+from models.db import session_scope, utcnow
+from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
+from models.schedules import Schedule
+from models.settings import Settings, get_settings
+from pipeline import metrics
+from pipeline.deliveries import (
+    DELIVERIES,
+    Stamper,
+    Taken,
+    extend,
+    fail_pending,
+    outcome_stamp,
+    plan_deliveries,
+    planned_recipients,
+    record_part,
+    take_deliveries,
+)
+from pipeline.leases import holding_lease, lease_length, still_running
+from pipeline.letter import build_letter, fitted_letter
+from pipeline.lifecycle import end_run
+
+log = logging.getLogger("herald.deliver")
+TAKE_BATCH = 25
+
+
+def deliver_run(run_id: int) -> None:
+    """Send whatever of the run is not yet sent (the run must still be RUNNING, this worker's),
+    then end the run from its deliveries."""
+    if not still_running(run_id):
+        return
+    with holding_lease(run_id, lease_length()):
+        _deliver(run_id)
+
+
+def _deliver(run_id: int) -> None:
+    settings = get_settings()
+    with session_scope(locking=True) as session:  # reads then writes: on SQLite, take the lock first
+        run = session.get(ReportRun, run_id)
+        schedule = session.get(Schedule, run.schedule_id)
+        plan_deliveries(session, run_id, planned_recipients(session, schedule, run))
+    # The run's documents (and their zips) are spooled here once, and removed after sending.
+    with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
+        _deliver_pending(run_id, settings, Path(spool))
+    end_from_deliveries(run_id)
+
+
+def _deliver_pending(run_id: int, settings: Settings, directory: Path) -> None:
+    """Send on every channel that still has pending deliveries, documents read from `directory`."""
+    with session_scope() as session:
+        run = session.get(ReportRun, run_id)
+        channels = session.execute(
+            sa.select(DELIVERIES.c.channel).where(DELIVERIES.c.run_id == run_id,
+                                                  DELIVERIES.c.status == DeliveryStatus.PENDING)
+            .distinct()).scalars().all()
+        if not channels:
+            return
+        letter = build_letter(session, run, directory)
+    stamper, zipper = Stamper(), Zipper(directory)
+    try:
+        for channel in sorted(map(Channel, channels)):
+            deliver_channel(run_id, channel, letter, settings, stamper, zipper)
+        stamper.flush()
+    finally:
+        stamper.close()
+
+
+def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Settings,
+                    stamper: Stamper, zipper: Zipper) -> None:
+    lease = timedelta(seconds=settings.lease_seconds)
+    try:
+        letter = fitted_letter(letter, channel, settings, zipper)
+        sender = CHANNELS[channel](settings)
+    except DeliveryError as exc:  # not configured, or documents too large: nobody on it gets anything
+        fail_pending(run_id, channel, str(exc))
+        return
+    try:
+        while True:
+            batch = take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH)
+            if not batch:
+                stamper.flush()
+                if not _wait_for_pending(run_id, channel):
+                    return
+                continue
+            if not _send_batch(batch, channel, sender, letter, settings, stamper, lease):
+                stamper.flush()
+                return
+    finally:
+        sender.close()
+
+
+def _send_batch(batch: list[Taken], channel: Channel, sender: Sender, letter: Letter,
+                settings: Settings, stamper: Stamper, lease: timedelta) -> bool:
+    """Send to each recipient taken; False when the channel is unusable for the rest of the run."""
+    renewed = time.monotonic()
+    for i, d in enumerate(batch):
+        def touch(rest: list[Taken] = batch[i:]) -> None:
+            nonlocal renewed
+            if time.monotonic() - renewed > lease.total_seconds() / 3:
+                extend([c.id for c in rest], utcnow(), lease)
+                renewed = time.monotonic()
+
+        def part_sent(fmt: str, provider_id: str, d: Taken = d) -> None:
+            d.parts[fmt] = provider_id
+            record_part(d.id, dict(d.parts))
+
+        started = time.perf_counter()
+        try:
+            touch()
+            with metrics.SEND_SECONDS.labels(channel.value).time():
+                provider_id = sender.send(d.id, d.recipient, letter, d.parts, touch, part_sent)
+        except DeliveryError as exc:
+            log.warning("run %s: %s to %s failed: %s", letter.run_id, channel, d.recipient, exc)
+            stamper.put(outcome_stamp(d, exc, None, started, settings))
+            if exc.channel_wide:
+                if exc.permanent:
+                    stamper.flush()
+                    fail_pending(letter.run_id, channel, str(exc))
+                    return False
+                for rest in batch[i + 1:]:  # the server is away for them too: same wait
+                    stamper.put(outcome_stamp(rest, exc, None, time.perf_counter(), settings))
+                return True
+            continue
+        stamper.put(outcome_stamp(d, None, provider_id, started, settings))
+    return True
+
+
+def _wait_for_pending(run_id: int, channel: Channel) -> bool:
+    """Sleep until the earliest pending delivery may be taken again; False when none is pending."""
+    with session_scope() as session:
+        pending = session.execute(
+            sa.select(sa.func.count(), sa.func.min(DELIVERIES.c.lease_expires_at))
+            .where(DELIVERIES.c.run_id == run_id, DELIVERIES.c.channel == channel.value,
+                   DELIVERIES.c.status == DeliveryStatus.PENDING)).one()
+    count, earliest = pending
+    if not count:
+        return False
+    wait = (earliest - utcnow()).total_seconds() if earliest else 0.0
+    time.sleep(min(max(wait, 0.05), 5.0))
+    return True
+
+
+def end_from_deliveries(run_id: int) -> None:
+    """End the run from its deliveries: all sent SUCCESS, some PARTIAL, none FAILED (and FAILED
+    when it had nobody to send to). Left to another worker while one is still pending."""
+    with session_scope(locking=True) as session:
+        run = session.get(ReportRun, run_id, with_for_update=True)
+        if run.status != RunStatus.RUNNING:
+            return
+        deliveries = session.exec(select(Delivery).where(Delivery.run_id == run_id).order_by(Delivery.id)).all()
+        if any(d.status == DeliveryStatus.PENDING for d in deliveries):
+            return  # another worker is still sending; it ends the run
+        status, error = outcome(deliveries)
+        end_run(session, run, status, utcnow(), error)
+
+
+def outcome(deliveries: list[Delivery]) -> tuple[RunStatus, str | None]:
+    """A run's end state and error from its deliveries, none of them pending."""
+    failed = [d for d in deliveries if d.status == DeliveryStatus.FAILED]
+    if not deliveries:
+        return RunStatus.FAILED, (
+            "No recipients: the schedule names none on its channels and the tenant has no "
+            "fallback; add e-mail or Telegram recipients to the schedule or the tenant.")
+    if not failed:
+        return RunStatus.SUCCESS, None
+    shown = "; ".join(f"{d.channel} {d.recipient}: {d.error}" for d in failed[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    status = RunStatus.PARTIAL if len(failed) < len(deliveries) else RunStatus.FAILED
+    return status, f"{len(failed)} of {len(deliveries)} deliveries failed: {shown}{more}"

@@ -1,0 +1,208 @@
+"""Accounts: logging in to the admin, passwords, and a user's own account.
+
+Login: argon2 passwords against `app_user`. After MAX_FAILURES failed logins in a row the
+account is locked for LOCK_MINUTES; during the lock even the right password is refused, and
+attempts neither count nor extend it. The counter and the lock live in `app_user`
+(`failed_logins`, `locked_until`), so a restart does not reset them; a success resets the
+counter and stamps `last_login_at`. A password change ends the user's other sessions.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session, select
+
+from models.errors import InvalidInput, LoginRefused, NotFound, PermissionDenied
+from models.recipients import normalise_email
+from models.tenancy import Membership, Tenant, User
+from services.access import Operator, Viewer, Who
+
+MIN_PASSWORD = 8  # characters
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+REFUSAL = (f"Wrong e-mail or password; check both and try again ({MAX_FAILURES} failures in a "
+           f"row lock the account for {LOCK_MINUTES} minutes).")
+
+# Every password is hashed, and checked, with these parameters (a login rehashes older ones).
+HASHER = PasswordHasher()
+
+
+# --- users and passwords ---------------------------------------------------------------------------
+
+def find_user(session: Session, email: str) -> User | None:
+    """The user with this e-mail (normalised as it was when written), or None."""
+    try:
+        address = normalise_email(email or "")
+    except InvalidInput:
+        return None
+    return session.exec(select(User).where(User.email == address)).first()
+
+
+def create_user(session: Session, email: str, password: str | None) -> tuple[User, str | None]:
+    """A new active user with `password`, or a generated one; returns it with the generated
+    password (shown once) if any. The caller gives them a membership."""
+    if password is not None:
+        check_password(password)
+    generated = secrets.token_urlsafe(12) if password is None else None
+    user = User(email=normalise_email(email), password_hash=HASHER.hash(password or generated))
+    session.add(user)
+    session.flush()
+    return user, generated
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"The password is shorter than {MIN_PASSWORD} characters; choose a "
+                           f"longer one.")
+
+
+def verify_password(user: User, password: str) -> bool:
+    try:
+        return HASHER.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def set_password(user: User, password: str, now: datetime) -> None:
+    """Give `user` a new password (not the current one), lift any lockout, and end their other
+    admin sessions: those logged in before `now`."""
+    check_password(password)
+    if verify_password(user, password):
+        raise InvalidInput("The new password is the same as the current one; choose a "
+                           "different one.")
+    user.password_hash = HASHER.hash(password)
+    user.password_changed_at = now
+    user.failed_logins, user.locked_until = 0, None
+
+
+def reset_password(session: Session, who: Who, email: str, password: str | None,
+                   now: datetime) -> tuple[str, str | None]:
+    """An operator's reset (`herald user set-password`): `password`, or a generated one.
+    Returns the user's address and the generated password (shown once), if any."""
+    if not isinstance(who, Operator):
+        raise PermissionDenied("Only herald's operator resets another user's password; change "
+                               "your own on the My account page.")
+    address = normalise_email(email)
+    user = session.exec(select(User).where(User.email == address)).first()
+    if user is None:
+        raise NotFound(f"No user has the e-mail {address}; check the address, or create the "
+                       f"user with `herald user add`.")
+    generated = secrets.token_urlsafe(12) if password is None else None
+    set_password(user, password or generated, now)
+    session.flush()
+    return address, generated
+
+
+# --- logging in -----------------------------------------------------------------------------------
+
+def authenticate(session: Session, email: str, password: str, now: datetime) -> int:
+    """The id of the active, unlocked user with this e-mail and password; else LoginRefused,
+    with the same sentence whatever the reason.
+
+    Commits its own writes (failure count, lock, rehash, `last_login_at`), so a refusal
+    still counts when the caller's transaction is rolled back.
+    """
+    user = find_user(session, email)
+    if user is None or not user.active or _locked(user, now):
+        _check_dummy(password)  # the same work as a real check, so timing tells nothing
+        raise LoginRefused(REFUSAL)
+    if not verify_password(user, password):
+        _record_failure(session, user, now)
+        raise LoginRefused(REFUSAL)
+    if HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = HASHER.hash(password)
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    session.commit()
+    return user.id
+
+
+def ended_by_password_change(user: User, logged_in_at: datetime | None) -> bool:
+    """Whether a session of `user` logged in at `logged_in_at` (None: before herald noted it)
+    predates their last password change."""
+    changed = user.password_changed_at
+    return changed is not None and (logged_in_at is None or logged_in_at < changed)
+
+
+def session_expired(last_seen: datetime | None, now: datetime, idle_minutes: int) -> bool:
+    """Whether a session last used at `last_seen` (None: never) has been idle too long."""
+    return last_seen is None or now - last_seen >= timedelta(minutes=idle_minutes)
+
+
+def _locked(user: User, now: datetime) -> bool:
+    return user.locked_until is not None and now < user.locked_until
+
+
+def _record_failure(session: Session, user: User, now: datetime) -> None:
+    """Count a failure (atomically, so parallel attempts all count); the MAX_FAILURES-th locks.
+    A lock that has passed starts a fresh count."""
+    if user.locked_until is not None:
+        session.execute(sa.update(User).where(User.id == user.id, User.locked_until <= now)
+                        .values(failed_logins=0, locked_until=None))
+    failures = session.execute(
+        sa.update(User).where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1).returning(User.failed_logins)
+    ).scalar_one()
+    if failures >= MAX_FAILURES:
+        session.execute(sa.update(User).where(User.id == user.id)
+                        .values(locked_until=now + timedelta(minutes=LOCK_MINUTES)))
+    session.commit()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return HASHER.hash(secrets.token_urlsafe(16))
+
+
+def _check_dummy(password: str) -> None:
+    try:
+        HASHER.verify(_dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
+        pass
+
+
+# --- my account --------------------------------------------------------------------------------
+
+class Account(NamedTuple):
+    email: str
+    last_login_at: datetime | None
+    password_changed_at: datetime | None     # None: unchanged since the account was made
+    tenants: tuple[tuple[str, str], ...]     # (tenant name, role), by name
+
+
+def my_account(session: Session, viewer: Viewer) -> Account:
+    """What the signed-in user sees of their own account (and only their own)."""
+    user = session.get(User, viewer.user_id)
+    tenants = session.exec(select(Tenant.name, Membership.role)
+                           .join(Membership, Membership.tenant_id == Tenant.id)
+                           .where(Membership.user_id == viewer.user_id)
+                           .order_by(Tenant.name)).all()
+    return Account(email=user.email, last_login_at=user.last_login_at,
+                   password_changed_at=user.password_changed_at,
+                   tenants=tuple((name, str(role)) for name, role in tenants))
+
+
+def change_own_password(session: Session, viewer: Viewer, current: str, new: str, confirm: str,
+                        now: datetime) -> None:
+    """The signed-in user's new password. The current one is checked as a login is: a wrong
+    one counts towards the lockout (a session left open is not a way to guess it). Commits;
+    every other session of the user ends (`ended_by_password_change`)."""
+    user = session.get(User, viewer.user_id)
+    if _locked(user, now):
+        raise InvalidInput(f"Too many wrong passwords in a row: password changes are locked for "
+                           f"{LOCK_MINUTES} minutes; try again later.")
+    if not verify_password(user, current or ""):
+        _record_failure(session, user, now)
+        raise InvalidInput(f"The current password is wrong; type it again ({MAX_FAILURES} "
+                           f"failures in a row lock the account for {LOCK_MINUTES} minutes).")
+    if new != confirm:
+        raise InvalidInput("The new password and its confirmation differ; type the new one "
+                           "twice.")
+    set_password(user, new or "", now)
+    session.commit()
