@@ -141,3 +141,19 @@ def here(now: datetime) -> Here:
     logged-in run, or without a tenant, the page stops."""
     viewer, tenant = current()
     return Here(viewer, tenant, db(), now)
+
+
+def pick(name: str, object_id: int | None) -> None:
+    """Keep the picked object's id in the URL (`?name=N`, so it can be linked), or take it out."""
+    if object_id is None:
+        st.query_params.pop(name, None)
+    else:
+        st.query_params[name] = str(object_id)
+
+
+def picked_in_grid(name: str, grid_key: str, ids_key: str) -> None:
+    """A grid's on-select: pick the id of the row clicked in grid `grid_key`, whose rows are the
+    ids kept under `ids_key` in the session state."""
+    rows = st.session_state[grid_key]["selection"]["rows"]
+    ids = st.session_state.get(ids_key, [])
+    pick(name, ids[rows[0]] if rows and rows[0] < len(ids) else None)

@@ -1,7 +1,7 @@
 """Channels send a run's documents to its recipients; they never render or query.
 
 `CHANNELS` maps each `models.base.Channel` to a factory of an open `Sender`;
-the deliver stage (`jobs.deliver`) decides who is sent what, and records it.
+the deliver step (`pipeline.deliver`) decides who is sent what, and records it.
 """
 
 from __future__ import annotations

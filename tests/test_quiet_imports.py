@@ -11,6 +11,7 @@ Each check runs in a fresh interpreter, as the Streamlit server or a script woul
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,18 @@ def test_importing_the_workers_package_and_the_pipeline_boots_nothing() -> None:
     assert found["broker"] == "None"
     assert found["actors"] == []
     assert found["logging unchanged"]
+
+
+def test_the_worker_commands_import_boots_a_worker() -> None:
+    # What `dramatiq jobs` and `periodiq jobs` do first: import `jobs` as their broker module.
+    script = ("import json, logging, dramatiq.cli\n"
+              "module, broker = dramatiq.cli.import_broker('jobs')\n"
+              "print(json.dumps({'actors': sorted(broker.actors), 'broker': type(broker).__name__,\n"
+              "                  'herald handler': any(getattr(h, 'herald', False)\n"
+              "                                        for h in logging.getLogger().handlers)}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
+    assert done.returncode == 0, done.stderr
+    booted = json.loads(done.stdout.splitlines()[-1])
+    assert booted == {"actors": ["deliver_stage", "query_stage", "render_stage", "tick_actor"],
+                      "broker": "StubBroker", "herald handler": True}

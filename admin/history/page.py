@@ -87,7 +87,7 @@ def runs_table(here: ui.Here, filters: RunFilters) -> None:
         key = view.grid_key(starts, filters, state.get(view.GRID, 0))
         with st.container(key=view.TABLE):
             st.dataframe(view.runs_table(shown.rows, zone), hide_index=True, key=key,
-                         on_select=functools.partial(picked_in_table, key),
+                         on_select=functools.partial(ui.picked_in_grid, "run", key, view.TABLE_IDS),
                          selection_mode="single-row",
                          column_config={"Run": st.column_config.NumberColumn(format="%d",
                                                                              width="small"),
@@ -117,7 +117,7 @@ def picked_run(here: ui.Here) -> None:
         story = history.run_story(here.session, here.viewer, wanted, now=here.now)
     except HeraldError as exc:
         st.error(str(exc))
-        pick(None)
+        ui.pick("run", None)
     else:
         story_view(here, story)
 
@@ -172,21 +172,8 @@ def resend_button(here: ui.Here, story: RunStory) -> None:
             st.rerun()
 
 
-def pick(run_id: int | None) -> None:
-    if run_id is None:
-        st.query_params.pop("run", None)
-    else:
-        st.query_params["run"] = str(run_id)
-
-
-def picked_in_table(key: str) -> None:
-    rows = st.session_state[key]["selection"]["rows"]
-    ids = st.session_state.get(view.TABLE_IDS, [])
-    pick(ids[rows[0]] if rows and rows[0] < len(ids) else None)
-
-
 def close_story() -> None:
-    pick(None)
+    ui.pick("run", None)
     st.session_state[view.GRID] = st.session_state.get(view.GRID, 0) + 1  # no row stays highlighted
 
 

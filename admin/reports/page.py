@@ -34,7 +34,7 @@ FORMAT_MISSING = {"pdf": "No PDF: this report has no sections.",
                   "csv": "No CSV: this report has no csv query.",
                   "xlsx": "No XLSX: this report has no csv query."}
 # The downloads offered, each with the format of the report's that it needs: the XLSX holds
-# the csv query's rows. Button keys follow reports_view's pattern ("report_make_xlsx").
+# the csv query's rows. Button keys follow view.MAKE's pattern ("report_make_xlsx").
 DOWNLOADS = {"pdf": "pdf", "csv": "csv", "xlsx": "csv"}
 MAKE = {**rv.MAKE, "xlsx": "report_make_xlsx"}
 DOWNLOAD = {**rv.DOWNLOAD, "xlsx": "report_download_xlsx"}

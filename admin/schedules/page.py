@@ -44,7 +44,7 @@ def page() -> None:
         selected = None
     if selected not in by_id:  # none, gone, or not this tenant's
         selected = None
-        pick(None)
+        ui.pick("schedule", None)
     if halted := [r for r in rows if r.paused_reason and r.id != selected]:
         st.warning("Paused by herald after failing in a row: " + ", ".join(
             f"#{r.id} {r.report_title}" for r in halted) + ". Pick one to see why and resume it.")
@@ -74,8 +74,9 @@ def table(rows: list[ScheduleRow], selected: int | None, can_edit: bool) -> list
         st.info("No schedules yet." + (" Press New schedule to add one." if can_edit else ""))
         return shown_ids
     with st.container(key="schedules_table"):
+        picked_row = functools.partial(ui.picked_in_grid, "schedule", grid.key, view.TABLE_IDS)
         st.dataframe(view.highlighted(view.table(shown)), hide_index=True, key=grid.key,
-                     on_select=functools.partial(picked_in_table, grid.key),
+                     on_select=picked_row,
                      selection_mode="single-row", selection_default=grid.default,
                      column_config={"⚠": st.column_config.TextColumn(width=32),
                                     "Id": st.column_config.NumberColumn(format="%d", width="small"),
@@ -236,7 +237,7 @@ def save_form(here: ui.Here, form: ScheduleForm, editing: int | None, errors) ->
         errors.error(str(exc))
         return
     close_form()
-    pick(saved.id)
+    ui.pick("schedule", saved.id)
     flash("success", f"Schedule {saved.id} saved.")
     st.rerun()
 
@@ -293,7 +294,7 @@ def actions(here: ui.Here, row: ScheduleRow) -> None:
                 schedules.delete(here.session, here.viewer, row.id, now=here.now)
             except HeraldError as exc:
                 failed(here, exc)
-            pick(None)
+            ui.pick("schedule", None)
             flash("success", f"Schedule {row.id} deleted; its runs and change history are kept.")
             st.rerun()
         if no_col.button("Cancel", key="schedule_delete_cancel"):
@@ -369,21 +370,8 @@ def flash_sent(here: ui.Here, sent: SentRun) -> NoReturn:
     st.rerun()
 
 
-def pick(schedule_id: int | None) -> None:
-    if schedule_id is None:
-        st.query_params.pop("schedule", None)
-    else:
-        st.query_params["schedule"] = str(schedule_id)
-
-
-def picked_in_table(key: str) -> None:
-    rows = st.session_state[key]["selection"]["rows"]
-    ids = st.session_state.get(view.TABLE_IDS, [])
-    pick(ids[rows[0]] if rows and rows[0] < len(ids) else None)
-
-
 def picked_in_list() -> None:
-    pick(st.session_state["schedule_pick"])
+    ui.pick("schedule", st.session_state["schedule_pick"])
 
 
 def open_form(here: ui.Here, schedule_id: int | None) -> None:
