@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import streamlit as st
 from sqlmodel import Session
@@ -157,3 +157,23 @@ def picked_in_grid(name: str, grid_key: str, ids_key: str) -> None:
     rows = st.session_state[grid_key]["selection"]["rows"]
     ids = st.session_state.get(ids_key, [])
     pick(name, ids[rows[0]] if rows and rows[0] < len(ids) else None)
+
+
+def flash(key: str, kind: str, sentence: str) -> None:
+    """Show `sentence` (as `st.success`, `st.info`, `st.error`…: `kind`) on the next run, after
+    the rerun that follows an action; `show_flash(key)` shows it."""
+    st.session_state[key] = (kind, sentence)
+
+
+def show_flash(key: str) -> None:
+    if key in st.session_state:
+        kind, sentence = st.session_state.pop(key)
+        getattr(st, kind)(sentence)
+
+
+def refused(here: Here, key: str, exc: Exception) -> NoReturn:
+    """A refused action: nothing of it is written (the run's session rolls back), and its one
+    sentence shows after the rerun."""
+    here.session.rollback()
+    flash(key, "error", str(exc))
+    st.rerun()
