@@ -42,11 +42,12 @@ def login() -> None:
 # (script beside this file, title, URL path) of each page a logged-in user gets.
 PAGES = (("schedules/page.py", "Schedules", "schedules"), ("reports/page.py", "Reports", "reports"),
          ("history/page.py", "History", "history"), ("failures/page.py", "Failures", "failures"),
-         ("members/page.py", "Members", "members"), ("health/page.py", "Health", "health"),
+         ("members/page.py", "Members", "members"), ("tokens/page.py", "API tokens", "tokens"),
+         ("health/page.py", "Health", "health"),
          ("account/page.py", "My account", "account"))
 # URL paths of the pages only the chosen tenant's admins find in the navigation; others who
 # open the URL get a sentence saying why there is nothing for them.
-ADMINS_ONLY = {"members"}
+ADMINS_ONLY = {"members", "tokens"}
 
 INBOX = ("inbox/page.py", "Inbox", "inbox")  # `herald demo`: what its mail and Telegram got
 

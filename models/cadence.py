@@ -27,18 +27,18 @@ def resolve_cron(expr: str | None, cadence: str | None, at: str | None) -> str:
         except ValueError:
             raise InvalidInput(f"Unknown cadence {cadence!r}; use daily, weekly or monthly.") from None
         if not at:
-            raise InvalidInput(f"The {cadence} cadence needs a time; set time to HH:MM, e.g. 09:00.")
+            raise InvalidInput(f"The {cadence} cadence needs a time; set at to HH:MM, e.g. 09:00.")
         try:
             cron.parse_hhmm(at)
         except InvalidInput:
-            raise InvalidInput(f"time {at!r} is not a time of day; write it as HH:MM, e.g. 09:30.") from None
+            raise InvalidInput(f"at {at!r} is not a time of day; write it as HH:MM, e.g. 09:30.") from None
         return cron.cadence_to_cron(cadence, at)
     if at:
-        raise InvalidInput("time goes with a cadence (daily, weekly or monthly); with a cron "
-                           "expression put the time in the expression and clear time.")
+        raise InvalidInput("at goes with a cadence (daily, weekly or monthly); with a cron "
+                           "expression put the time in the expression and clear at.")
     if not expr:
         raise InvalidInput("A schedule needs cron or cadence; set cron to an expression such as "
-                           "'30 9 * * 1-5', or cadence to daily, weekly or monthly with a time.")
+                           "'30 9 * * 1-5', or cadence to daily, weekly or monthly with at.")
     expr = cron.validate_cron(expr)
     check_occurs(expr)
     return expr

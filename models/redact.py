@@ -45,7 +45,7 @@ def _configured_secrets() -> set[str]:
         settings = get_settings()
     except SettingsError:
         return set()
-    configured = (settings.mail_smtp_pass, settings.telegram_bot_token)
+    configured = (settings.mail_smtp_pass, settings.telegram_bot_token, settings.jwt_secret)
     return {s.get_secret_value() for s in configured if s is not None}
 
 

@@ -11,7 +11,14 @@ import os
 import ssl
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.errors import SettingsError
@@ -132,6 +139,18 @@ class Settings(BaseSettings):
                        "debug", "info", "warning", "error", "critical"] = Field(
         "INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
 
+    # The HTTP API (`herald api`): its largest request body, the exports it runs at once, and
+    # the identity provider whose JWTs it accepts (none unless a key is configured).
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias=_env("HERALD_API_MAX_BODY_BYTES"))
+    api_max_exports: int = Field(4, ge=1, le=256, validation_alias=_env("HERALD_API_MAX_EXPORTS"))
+    jwt_jwks_url: str | None = Field(None, validation_alias=_env("HERALD_JWT_JWKS_URL"))
+    jwt_public_key: str | None = Field(None, validation_alias=_env("HERALD_JWT_PUBLIC_KEY"))
+    jwt_secret: SecretStr | None = Field(None, validation_alias=_env("HERALD_JWT_SECRET"))
+    jwt_issuer: str | None = Field(None, validation_alias=_env("HERALD_JWT_ISSUER"))
+    jwt_audience: str | None = Field(None, validation_alias=_env("HERALD_JWT_AUDIENCE"))
+    jwt_tenant_claim: str = Field("tenant", validation_alias=_env("HERALD_JWT_TENANT_CLAIM"))
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str) -> str:
@@ -140,6 +159,17 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
         return url
+
+    @model_validator(mode="after")
+    def _jwt_checked_in_full(self) -> Settings:
+        keys = [self.jwt_jwks_url, self.jwt_public_key, self.jwt_secret]
+        if sum(k is not None for k in keys) > 1:
+            raise ValueError("give one of HERALD_JWT_JWKS_URL, HERALD_JWT_PUBLIC_KEY and "
+                             "HERALD_JWT_SECRET, not several")
+        if any(keys) and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("a JWT key needs HERALD_JWT_ISSUER and HERALD_JWT_AUDIENCE too: "
+                             "herald checks both")
+        return self
 
     @field_validator("mail_smtp_ca_file")
     @classmethod
@@ -171,7 +201,7 @@ _ENV_NAMES = {
 
 
 # Values that may carry credentials are never echoed back in an error.
-_SECRET_FIELDS = {"database_url", "redis_url", "mail_smtp_pass", "telegram_bot_token"}
+_SECRET_FIELDS = {"database_url", "redis_url", "mail_smtp_pass", "telegram_bot_token", "jwt_secret"}
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -180,7 +210,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across settings: its message names them, no value is shown
+            raise SettingsError(f"The settings do not fit together: {first['msg'].removeprefix('Value error, ')}; "
+                                f"fix them in the environment or .env.") from None
+        field = str(first["loc"][0])
         env_name = _ENV_NAMES.get(field, field)
         shown = "" if field in _SECRET_FIELDS else f", got {first.get('input')!r}"
         raise SettingsError(

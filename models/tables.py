@@ -6,6 +6,7 @@ from models.reports import Report
 from models.runs import Artifact, ArtifactChunk, Delivery, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.tenancy import Membership, Tenant, TenantRecipient, User
+from models.tokens import ApiToken
 
-__all__ = ["Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "Membership", "Report", "ReportRun", "Schedule",
+__all__ = ["ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "Membership", "Report", "ReportRun", "Schedule",
            "ScheduleRecipient", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]

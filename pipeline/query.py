@@ -156,14 +156,16 @@ def with_period(params: dict[str, Any], period: Period | None) -> dict[str, Any]
 
 
 def export_params(definition: ReportDefinition, timezone: str, now: datetime,
-                  bounds: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
-    """A report's parameters outside any schedule (export, preview, download): its defaults,
-    and the period in `bounds` or else the latest complete one as of `now`."""
+                  bounds: tuple[datetime, datetime] | None = None,
+                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A report's parameters outside any schedule (export, preview, download): its defaults
+    (or `params`, already typed, over them), and the period in `bounds` or else the latest
+    complete one as of `now`."""
     if bounds is not None:
         period = explicit(*bounds, timezone)
     else:
         period = latest_complete(now, timezone, definition.period)
-    return with_period(dict(definition.params), period)
+    return with_period({**definition.params, **(params or {})}, period)
 
 
 def no_refresh_grant(tenant: Tenant, definition: ReportDefinition) -> str:

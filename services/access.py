@@ -1,5 +1,6 @@
-"""Who is asking: an admin user with their roles (`Viewer`), or the operator at herald's own
-command line (`OPERATOR`); which tenants they see, and what they may do there.
+"""Who is asking: an admin user with their roles (`Viewer`), the operator at herald's own
+command line (`OPERATOR`), or an HTTP API client bound to one tenant (`ApiClient`); which
+tenants they see, and what they may do there.
 
 Every service operation takes who is asking and checks here first (`require`, `owned`), so
 scoping is enforced where the data is read and written, not by hiding buttons. Another
@@ -77,7 +78,34 @@ class Operator:
 
 
 OPERATOR = Operator()
-Who = Viewer | Operator
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """A caller of the HTTP API: an API token or an identity provider's JWT, bound to one tenant
+    with its scopes. Its role there follows them: any `*.write` scope edits, else it reads
+    (the API checks the scope each endpoint needs on top). Audited as `actor`: the token
+    ("token herald_1a2b3c4d (ci-export)") or the JWT's subject."""
+
+    tenant_id: int
+    scopes: frozenset[str]
+    actor: str
+    token_id: int | None = None
+
+    def role_in(self, tenant_id: int) -> Role | None:
+        if tenant_id != self.tenant_id:
+            return None
+        return Role.EDITOR if any(s.endswith(".write") for s in self.scopes) else Role.VIEWER
+
+    def may(self, tenant_id: int, action: Action) -> bool:
+        role = self.role_in(tenant_id)
+        return role is not None and action in ALLOWED[role]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+Who = Viewer | Operator | ApiClient
 
 
 def load_viewer(session: Session, user_id: int) -> Viewer:

@@ -27,11 +27,12 @@ from models.errors import InvalidInput, QueryError
 from models.reports import Report
 from models.settings import get_settings
 from models.tenancy import Tenant
-from pipeline.documents import make_document
+from pipeline.documents import Streamed, make_document, stream_csv, stream_rendered
 from pipeline.query import export_params, no_datasource
 from renderers import Document
-from services.access import Who, owned
+from services.access import Action, Who, owned, require
 from services.reports import get_report
+from services.schedule_fields import parse_params
 from services.tenants import get_tenant
 from tenantdb import open_source
 
@@ -232,3 +233,47 @@ def export_report(session: Session, who: Who, tenant_slug: str, report_slug: str
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(document.path, target)
     return replace(document, path=target)
+
+
+def export_streamed(session: Session, who: Who, tenant_id: int, report_slug: str, fmt: Format | str,
+                    *, now: datetime, bounds: tuple[datetime, datetime] | None = None,
+                    params: dict[str, Any] | None = None) -> Streamed:
+    """A report of their tenant as a document on its way (the HTTP API's export): the CSV as
+    the database writes it, a PDF or an XLSX from a temporary file. `params` are checked and
+    typed as a schedule's are. Reading `chunks` to the end, or closing it, is the caller's."""
+    require(who, tenant_id, Action.READ)
+    try:
+        fmt = Format(str(fmt).lower())
+    except ValueError:
+        raise InvalidInput(f"Unknown format {fmt!r}; use pdf, csv or xlsx.") from None
+    tenant = session.get(Tenant, tenant_id)
+    report = get_report(session, who, tenant, report_slug)
+    definition, typed = report.parsed(), parse_params(report, params)
+    if fmt == Format.PDF and not definition.sections:
+        raise InvalidInput(f"Report {report.slug!r} has no sections, so it makes no PDF; export "
+                           f"its CSV or XLSX.")
+    if fmt != Format.PDF and definition.csv is None:
+        raise InvalidInput(f"Report {report.slug!r} has no csv query, so it makes no "
+                           f"{fmt.value.upper()}; export its PDF.")
+    if fmt == Format.CSV:
+        return stream_csv(definition, tenant, now, bounds, typed)
+    return stream_rendered(definition, tenant, fmt, now, bounds, typed)
+
+
+def period_bounds(start: str | None, end: str | None,
+                  names: tuple[str, str] = ("period_start", "period_end")) -> tuple[datetime, datetime] | None:
+    """A period given as two ISO dates or times (a date is its midnight; a naive time is in the
+    tenant's timezone), or None for neither. `names` are the fields' names as the caller knows them."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise InvalidInput(f"Give both {names[0]} and {names[1]}, or neither for the latest "
+                           f"complete period.")
+    bounds = []
+    for name, text in zip(names, (start, end), strict=True):
+        try:
+            bounds.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            raise InvalidInput(f"{name} {text!r} is not an ISO date or time; write e.g. 2026-11-23 "
+                               f"or 2026-11-23T09:00.") from None
+    return bounds[0], bounds[1]

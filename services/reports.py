@@ -194,3 +194,36 @@ def report_changes(session: Session, who: Who, report_id: int, limit: int = 50) 
     report = owned(session, who, Report, report_id, "report")
     return [c._replace(changes={k: v for k, v in c.changes.items() if k != "definition"})
             for c in list_changes(session, report.tenant_id, "report", report.id, limit)]
+
+
+def report_detail(session: Session, who: Who, tenant_id: int, slug: str) -> dict[str, Any]:
+    """One report of the tenant as JSON-ready data: its summary, definition and YAML."""
+    require(who, tenant_id, Action.READ)
+    report = get_report(session, who, session.get(Tenant, tenant_id), slug)
+    summary = _summary(report)
+    return {"id": report.id, "slug": report.slug, "title": report.title,
+            "sections": summary.sections, "formats": list(summary.formats),
+            "updated_at": summary.updated_at.isoformat(), "definition": report.definition,
+            "yaml": definition_yaml(report.definition)}
+
+
+def refresh_report_views(session: Session, who: Who, tenant_id: int, slug: str) -> list[str]:
+    """Refresh the report's materialized views now, through the tenant's refresh grant (as a run
+    does before its queries); recorded among the report's changes. Returns the views."""
+    from models.settings import get_settings
+    from tenantdb.refresh import refresh_views
+
+    require(who, tenant_id, Action.EDIT)
+    tenant = session.get(Tenant, tenant_id)
+    report = get_report(session, who, tenant, slug)
+    views = list(report.parsed().refresh)
+    if not views:
+        raise InvalidInput(f"Report {slug!r} refreshes no views; list them under refresh: in its "
+                           f"YAML first.")
+    if not tenant.refresh_url:
+        raise InvalidInput(f"Tenant {tenant.slug!r} granted no refresh data source; grant one with "
+                           f"`herald tenant grant-refresh {tenant.slug} --url …`.")
+    refresh_views(tenant.refresh_url, views, get_settings().refresh_timeout_seconds)
+    record_change(session, tenant_id, "report", report.id, "views refreshed", who.actor,
+                  {"views": [None, views]})
+    return views

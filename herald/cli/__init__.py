@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from herald.cli.admin import admin_command
+from herald.cli.api import api_command
 from herald.cli.common import reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
 from herald.cli.health import health_command
@@ -19,6 +20,7 @@ from herald.cli.runs import (
     tick_command,
 )
 from herald.cli.schedules import cron_app, schedule_app
+from herald.cli.tokens import token_app
 from models import migrate
 from models.logs import configure_logging
 from models.settings import get_settings
@@ -52,6 +54,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(user_app, name="user")
 app.add_typer(cron_app, name="cron")
+app.add_typer(token_app, name="token")
 app.command("demo")(reports_errors(demo))
 app.command("tick")(tick_command)
 app.command("send-now")(send_now)
@@ -61,6 +64,7 @@ app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("export")(export_command)
 app.command("admin")(admin_command)
+app.command("api")(api_command)
 app.command("health")(health_command)
 app.command("metrics")(metrics_command)
 

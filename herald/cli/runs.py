@@ -3,7 +3,6 @@ runs from a shell, through the same services as the admin."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -119,33 +118,14 @@ def export_command(
     """Render a report now, with its default parameters, to a file."""
     from models.base import Format
     from models.errors import InvalidInput
-    from services.documents import export_report
+    from services.documents import export_report, period_bounds
 
     try:
         fmt = Format(format.lower())
     except ValueError:
         raise InvalidInput(f"Unknown format {format!r}; use pdf, csv or xlsx.") from None
-    bounds = period_bounds(period_start, period_end)
+    bounds = period_bounds(period_start, period_end, ("--period-start", "--period-end"))
     with session_scope() as session:
         document = export_report(session, OPERATOR, tenant, report, fmt, output, utcnow(), bounds)
     rows = f", {document.rows:,} rows" if document.rows is not None else ""
     typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")
-
-
-def period_bounds(start: str | None, end: str | None) -> tuple[datetime, datetime] | None:
-    """--period-start/--period-end as datetimes (a date is its midnight), or None for neither."""
-    from models.errors import InvalidInput
-
-    if start is None and end is None:
-        return None
-    if start is None or end is None:
-        raise InvalidInput("Give both --period-start and --period-end, or neither for the latest "
-                           "complete period.")
-    bounds = []
-    for option, text in (("--period-start", start), ("--period-end", end)):
-        try:
-            bounds.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
-        except ValueError:
-            raise InvalidInput(f"{option} {text!r} is not an ISO date or time; write e.g. 2026-11-23 "
-                               f"or 2026-11-23T09:00.") from None
-    return bounds[0], bounds[1]

@@ -90,8 +90,8 @@ def test_day_31_warns_that_short_months_are_skipped() -> None:
 @pytest.mark.parametrize(("given", "message"), [
     (dict(cron_expr="61 25 * * *"), "Invalid cron expression '61 25 * * *'; use five fields"),
     (dict(cron_expr="0 9 30 2 *"), "cron '0 9 30 2 *' never fires, since day 30 never occurs in February"),
-    (dict(cadence="daily"), "The daily cadence needs a time; set time to HH:MM"),
-    (dict(cadence="daily", at="25:00"), "time '25:00' is not a time of day"),
+    (dict(cadence="daily"), "The daily cadence needs a time; set at to HH:MM"),
+    (dict(cadence="daily", at="25:00"), "at '25:00' is not a time of day"),
     (dict(cron_expr="0 9 * * *", timezone="Mars/Olympus"), "Unknown timezone 'Mars/Olympus'"),
     (dict(), "A schedule needs cron or cadence"),
 ])

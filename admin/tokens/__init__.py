@@ -1,0 +1,1 @@
+"""The API tokens page: `page.py` (the Streamlit script)."""

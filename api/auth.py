@@ -1,0 +1,52 @@
+"""Who is calling: `Authorization: Bearer <token>`, an API token or an identity provider's JWT,
+made into an `ApiClient` bound to one tenant with its scopes; each endpoint names the scope it
+needs (`needs`). 401 without valid credentials, 403 for a missing scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from api import jwts
+from models.db import session_scope, utcnow
+from models.tokens import Scope
+from services import tokens
+from services.access import ApiClient
+
+UNAUTHORIZED = ("Send Authorization: Bearer <token> with a valid API token (`herald token create "
+                "--tenant SLUG --scope …`) or your identity provider's JWT.")
+_bearer = HTTPBearer(auto_error=False, description="An API token (herald_…) or a JWT.")
+
+
+def database() -> Iterator[Session]:
+    """herald's database for one request, committed at its end."""
+    with session_scope() as session:
+        yield session
+
+
+def client(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
+    """The caller: an unrevoked, unexpired API token, else a JWT the configuration accepts."""
+    presented = credentials.credentials if credentials is not None else ""
+    caller = None
+    if presented.startswith(tokens.PREFIX):
+        with session_scope() as session:  # commits the token's last use
+            caller = tokens.authenticate(session, presented, utcnow())
+    elif presented:
+        caller = jwts.client_of(presented)
+    if caller is None:
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def needs(scope: Scope) -> Callable[..., ApiClient]:
+    """A dependency: the caller, if their credentials carry `scope`; else 403."""
+    def check(caller: ApiClient = Depends(client)) -> ApiClient:
+        if not caller.has(scope.value):
+            raise HTTPException(403, f"These credentials lack the {scope.value} scope; use a token "
+                                     f"that has it (`herald token create --scope {scope.value}`).")
+        return caller
+
+    return check
