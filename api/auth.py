@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -21,9 +21,11 @@ UNAUTHORIZED = ("Send Authorization: Bearer <token> with a valid API token (`her
 _bearer = HTTPBearer(auto_error=False, description="An API token (herald_…) or a JWT.")
 
 
-def database() -> Iterator[Session]:
-    """herald's database for one request, committed at its end."""
-    with session_scope() as session:
+def database(request: Request) -> Iterator[Session]:
+    """herald's database for one request, committed at its end. A request that writes takes
+    SQLite's write lock when it begins (a read that turns into a write midway could fail
+    against another writer at once); PostgreSQL locks rows, not the database."""
+    with session_scope(locking=request.method not in ("GET", "HEAD")) as session:
         yield session
 
 
@@ -32,7 +34,7 @@ def client(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) 
     presented = credentials.credentials if credentials is not None else ""
     caller = None
     if presented.startswith(tokens.PREFIX):
-        with session_scope() as session:  # commits the token's last use
+        with session_scope(locking=True) as session:  # may write the token's last use
             caller = tokens.authenticate(session, presented, utcnow())
     elif presented:
         caller = jwts.client_of(presented)

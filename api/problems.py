@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from models.errors import (
+    BrokerUnavailable,
     Conflict,
     DataSourceUnreachable,
     HeraldError,
@@ -28,6 +29,7 @@ MEDIA_TYPE = "application/problem+json"
 STATUS: list[tuple[type[HeraldError], int]] = [
     (NotFound, 404), (PermissionDenied, 403), (InvalidInput, 422), (QueryError, 422),
     (Conflict, 409), (InvalidTransition, 409), (DataSourceUnreachable, 503), (RenderError, 503),
+    (BrokerUnavailable, 503),
 ]
 
 

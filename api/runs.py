@@ -8,17 +8,19 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from api.auth import database, needs
+from api.retries import KEY_HEADER, idempotent
 from models.db import utcnow
 from models.errors import InvalidInput
 from models.tokens import Scope
 from services import history, runs
 from services.access import ApiClient
 from services.history_records import RunCursor, RunFilters
+from services.idempotency import Answer
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 READ, WRITE = needs(Scope.SCHEDULES_READ), needs(Scope.SCHEDULES_WRITE)
@@ -59,12 +61,15 @@ def get(run_id: int, caller: ApiClient = Depends(READ),
 
 
 @router.post("/{run_id}/resend", status_code=202, summary="Send its failed deliveries again")
-def resend(run_id: int, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database)) -> JSONResponse:
-    result = runs.resend_failed(session, caller, run_id, now=utcnow())
-    return JSONResponse({"run_id": result.run_id, "status": result.status,
-                         "resent": [{"channel": c, "recipient": r} for c, r in result.resent]},
-                        status_code=202, headers={"Location": f"/api/v1/runs/{run_id}"})
+def resend(request: Request, run_id: int, caller: ApiClient = Depends(WRITE),
+           session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+    def send() -> Answer:
+        result = runs.resend_failed(session, caller, run_id, now=utcnow())
+        return Answer(202, {"run_id": result.run_id, "status": result.status,
+                              "resent": [{"channel": c, "recipient": r} for c, r in result.resent]},
+                        location=f"/api/v1/runs/{run_id}")
+
+    return idempotent(request, caller, session, key, None, send)
 
 
 def _encode(cursor: RunCursor) -> str:

@@ -6,17 +6,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from api.auth import database, needs
+from api.retries import KEY_HEADER, idempotent
 from models.db import utcnow
 from models.tenancy import Tenant
 from models.tokens import Scope
 from services import runs, schedules
 from services.access import ApiClient
+from services.idempotency import Answer
 from services.schedule_form import schedule_form_defaults
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -128,21 +130,21 @@ def resume(schedule_id: int, caller: ApiClient = Depends(WRITE),
 
 
 @router.post("/{schedule_id}/send", status_code=202, summary="Send now, to its recipients")
-def send_now(schedule_id: int, caller: ApiClient = Depends(WRITE),
-             session: Session = Depends(database)) -> JSONResponse:
-    sent = runs.send_now(session, caller, schedule_id, now=utcnow())
-    return _sent(sent)
+def send_now(request: Request, schedule_id: int, caller: ApiClient = Depends(WRITE),
+             session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+    return idempotent(request, caller, session, key, None, lambda: _sent(
+        runs.send_now(session, caller, schedule_id, now=utcnow())))
 
 
 @router.post("/{schedule_id}/test", status_code=202, summary="Send a test, to these only")
-def send_test(schedule_id: int, body: TestIn, caller: ApiClient = Depends(WRITE),
-              session: Session = Depends(database)) -> JSONResponse:
-    sent = runs.send_test(session, caller, schedule_id, now=utcnow(), emails=body.email,
-                          chats=body.telegram)
-    return _sent(sent)
+def send_test(request: Request, schedule_id: int, body: TestIn, caller: ApiClient = Depends(WRITE),
+              session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+    return idempotent(request, caller, session, key, body.model_dump(), lambda: _sent(
+        runs.send_test(session, caller, schedule_id, now=utcnow(), emails=body.email,
+                       chats=body.telegram)))
 
 
-def _sent(sent: runs.SentRun) -> JSONResponse:
-    return JSONResponse({"run_id": sent.run_id, "schedule_id": sent.schedule_id,
-                         "status": sent.status, "test": sent.test}, status_code=202,
-                        headers={"Location": f"/api/v1/runs/{sent.run_id}"})
+def _sent(sent: runs.SentRun) -> Answer:
+    return Answer(202, {"run_id": sent.run_id, "schedule_id": sent.schedule_id,
+                          "status": sent.status, "test": sent.test},
+                    location=f"/api/v1/runs/{sent.run_id}")

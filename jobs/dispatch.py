@@ -27,13 +27,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import dramatiq
+import dramatiq.errors
 import orjson
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
+from redis.exceptions import RedisError
 
 from jobs.broker import installed_broker
 from jobs.shards import query_queue, shard_for
+from models.errors import BrokerUnavailable
 from models.settings import get_settings
 
 CHUNK = 2000
@@ -68,7 +71,11 @@ def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
         if tenant_id not in queues:
             queues[tenant_id] = query_queue(shard_for(tenant_id, shards))
         calls.append((queues[tenant_id], (run_id,)))
-    send_many(broker, query_stage, calls)
+    try:
+        send_many(broker, query_stage, calls)
+    except (RedisError, OSError, dramatiq.errors.BrokerError) as exc:
+        raise BrokerUnavailable(f"The broker at REDIS_URL does not answer "
+                                f"({type(exc).__name__})") from None
 
 
 def send_many(broker: dramatiq.Broker, actor: dramatiq.Actor, calls: Sequence[Call]) -> None:

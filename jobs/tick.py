@@ -29,6 +29,7 @@ from jobs.dispatch import QueuedRun
 from models.artifacts import purge_expired
 from models.db import get_engine, session_scope
 from models.health import host_name, record_tick
+from models.idempotency import purge_idempotency_keys
 from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
 from pipeline import metrics
@@ -146,6 +147,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
                 break
         with session_scope(url) as session:  # retention: whatever expired since the last tick
             report.purged = purge_expired(session, now)
+            purge_idempotency_keys(session, now)
     _write_heartbeat(now, int((time.monotonic() - started) * 1000), claimed, url)
     metrics.observe_tick(now, time.monotonic() - started, report.flagged)
     if report.queued or report.missed or report.flagged or report.requeued or report.purged:

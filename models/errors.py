@@ -50,3 +50,8 @@ class PermissionDenied(HeraldError):
 class LoginRefused(HeraldError):
     """Raised when a login is refused (unknown e-mail, wrong password, deactivated or locked
     account); the message is the same for every reason, so it reveals none of them."""
+
+
+class BrokerUnavailable(HeraldError):
+    """Raised when a run's message could not be handed to the broker (Redis, RabbitMQ).
+    Transient: the message says what became of the run."""

@@ -2,11 +2,12 @@
 
 from models.audit import ChangeEvent
 from models.health import TickHeartbeat
+from models.idempotency import IdempotentRequest
 from models.reports import Report
 from models.runs import Artifact, ArtifactChunk, Delivery, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.tenancy import Membership, Tenant, TenantRecipient, User
 from models.tokens import ApiToken
 
-__all__ = ["ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "Membership", "Report", "ReportRun", "Schedule",
+__all__ = ["ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "IdempotentRequest", "Membership", "Report", "ReportRun", "Schedule",
            "ScheduleRecipient", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models.audit import record_change
-from models.errors import InvalidInput
+from models.errors import BrokerUnavailable, InvalidInput
 from models.runs import Artifact, Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
 from models.tenancy import Tenant
@@ -55,9 +55,7 @@ def send_now(session: Session, who: Who, schedule_id: int, *, now: datetime,
     recorded among the schedule's changes. Commits the session, then dispatches."""
     schedule = owned(session, who, Schedule, schedule_id, "schedule", Action.EDIT)
     run = create_manual_run(session, schedule, now, who.actor)
-    record_change(session, schedule.tenant_id, "schedule", schedule.id, "sent now", who.actor,
-                  {"run": [None, run.id]})
-    return _send(session, schedule, run, dispatch)
+    return _send(session, schedule, run, dispatch, "sent now", who.actor, {"run": [None, run.id]})
 
 
 def send_test(session: Session, who: Who, schedule_id: int, *, now: datetime,
@@ -72,9 +70,8 @@ def send_test(session: Session, who: Who, schedule_id: int, *, now: datetime,
         raise InvalidInput("The test recipients are empty; type at least one e-mail address or "
                            "Telegram chat id to send the test to.")
     run = create_manual_run(session, schedule, now, who.actor, test_recipients=recipients)
-    record_change(session, schedule.tenant_id, "schedule", schedule.id, "test sent", who.actor,
-                  {"run": [None, run.id], "to": [None, [f"{c} {a}" for c, a in recipients]]})
-    return _send(session, schedule, run, dispatch)
+    return _send(session, schedule, run, dispatch, "test sent", who.actor,
+                 {"run": [None, run.id], "to": [None, [f"{c} {a}" for c, a in recipients]]})
 
 
 def run_here(session: Session, who: Who, schedule_id: int, *, now: datetime) -> dict[str, Any]:
@@ -87,10 +84,22 @@ def run_here(session: Session, who: Who, schedule_id: int, *, now: datetime) -> 
     return run_record(session, sent.run_id)
 
 
-def _send(session: Session, schedule: Schedule, run: ReportRun, dispatch: Dispatch | None) -> SentRun:
-    """Commit the new run, dispatch it, and read back its status."""
-    status = _commit_and_dispatch(session, run.id, run.tenant_id, dispatch)
-    return SentRun(run_id=run.id, schedule_id=schedule.id, status=status, test=run.test)
+def _send(session: Session, schedule: Schedule, run: ReportRun, dispatch: Dispatch | None,
+          action: str, actor: str, changes: dict[str, list[Any]]) -> SentRun:
+    """Commit the new run and dispatch it; record the send among the schedule's changes and read
+    back the run's status. A run whose message the broker did not take is removed again (the
+    tick must not send it later: the caller was told it was not sent), and the error raised."""
+    run_id, test = run.id, run.test
+    try:
+        status = _commit_and_dispatch(session, run_id, run.tenant_id, dispatch)
+    except BrokerUnavailable as exc:
+        session.rollback()
+        session.execute(sa.delete(ReportRun).where(ReportRun.id == run_id))
+        session.commit()
+        raise BrokerUnavailable(f"{exc}; nothing was sent or queued: send again once it answers.") from None
+    record_change(session, schedule.tenant_id, "schedule", schedule.id, action, actor, changes)
+    session.commit()
+    return SentRun(run_id=run_id, schedule_id=schedule.id, status=status, test=test)
 
 
 def _commit_and_dispatch(session: Session, run_id: int, tenant_id: int,
@@ -134,7 +143,11 @@ def resend_failed(session: Session, who: Who, run_id: int, *, now: datetime,
         "status": [old["status"], RunStatus.QUEUED.value], "attempts": [old["attempts"], 0],
         "error": [old["error"], None],
         "resent": [None, [f"{channel} {recipient}" for channel, recipient in resent]]})
-    status = _commit_and_dispatch(session, run_id, tenant_id, dispatch)
+    try:
+        status = _commit_and_dispatch(session, run_id, tenant_id, dispatch)
+    except BrokerUnavailable as exc:  # the run is committed QUEUED: the tick re-enqueues it
+        raise BrokerUnavailable(f"{exc}; run {run_id} stays queued and is sent once it answers, "
+                                f"so do not resend it again.") from None
     return ResendResult(run_id=run_id, status=status, resent=tuple((str(c), r) for c, r in resent))
 
 
