@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import problems, reports, runs, schedules
+from api.limits import RateLimit
 from models.db import get_engine
 from models.settings import get_settings
 
@@ -23,6 +24,7 @@ def create_app() -> FastAPI:
                   description="Scheduled report delivery: reports, their export, schedules and runs.",
                   openapi_url=f"/api/{VERSION}/openapi.json", docs_url=f"/api/{VERSION}/docs",
                   redoc_url=None)
+    app.state.rate_limit = RateLimit(settings)
     problems.install(app)
     v1 = APIRouter(prefix=f"/api/{VERSION}")
     for module in (reports, schedules, runs):

@@ -29,8 +29,10 @@ def database(request: Request) -> Iterator[Session]:
         yield session
 
 
-def client(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
-    """The caller: an unrevoked, unexpired API token, else a JWT the configuration accepts."""
+def client(request: Request,
+           credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
+    """The caller: an unrevoked, unexpired API token, else a JWT the configuration accepts;
+    within its rate limit (`api.limits`)."""
     presented = credentials.credentials if credentials is not None else ""
     caller = None
     if presented.startswith(tokens.PREFIX):
@@ -40,6 +42,7 @@ def client(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) 
         caller = jwts.client_of(presented)
     if caller is None:
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    request.app.state.rate_limit.check(caller)
     return caller
 
 

@@ -139,11 +139,13 @@ class Settings(BaseSettings):
                        "debug", "info", "warning", "error", "critical"] = Field(
         "INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
 
-    # The HTTP API (`herald api`): its largest request body, the exports it runs at once, and
-    # the identity provider whose JWTs it accepts (none unless a key is configured).
+    # The HTTP API (`herald api`): its largest request body, the exports it runs at once, the
+    # requests a minute of each credential (0: no limit), and the identity provider whose JWTs
+    # it accepts (none unless a key is configured).
     api_max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("HERALD_API_MAX_BODY_BYTES"))
     api_max_exports: int = Field(4, ge=1, le=256, validation_alias=_env("HERALD_API_MAX_EXPORTS"))
+    api_rate_limit: int = Field(600, ge=0, le=60000, validation_alias=_env("HERALD_API_RATE_LIMIT"))
     jwt_jwks_url: str | None = Field(None, validation_alias=_env("HERALD_JWT_JWKS_URL"))
     jwt_public_key: str | None = Field(None, validation_alias=_env("HERALD_JWT_PUBLIC_KEY"))
     jwt_secret: SecretStr | None = Field(None, validation_alias=_env("HERALD_JWT_SECRET"))
