@@ -21,14 +21,17 @@ COPY herald herald
 COPY models models
 COPY tenantdb tenantdb
 COPY jobs jobs
+COPY pipeline pipeline
+COPY services services
+COPY api api
 COPY renderers renderers
 COPY delivery delivery
 COPY admin admin
 RUN pip install . && rm -rf /src
 
-# Not root: Chromium and everything else run as this user.
+# Not root: Chromium, the API and everything else run as this user.
 RUN useradd --create-home --uid 10001 herald
 USER herald
 WORKDIR /home/herald
-EXPOSE 8501 9191 9300
+EXPOSE 8000 8501 9191 9300
 CMD ["herald", "--help"]

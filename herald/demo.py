@@ -32,7 +32,7 @@ from models.db import get_engine, session_scope
 from models.definition import load_definition
 from models.errors import HeraldError, InvalidInput
 from models.tenancy import Tenant
-from services import accounts, members, reports, schedules, tenants
+from services import accounts, members, reports, schedules, tenants, tokens
 from services.access import Operator
 from services.inbox import MAIL_DIR, TELEGRAM_DIR
 from tenantdb import parse_datasource
@@ -43,6 +43,7 @@ PLATFORMS = ("tiktok", "youtube", "instagram", "vk")
 CONTROL_DB = "herald-demo.db"          # herald's own tables: schedules, runs, users, ...
 DATASOURCE_DB = "herald-demo-data.db"  # the tenant's data, which its reports query
 LOGIN_FILE = "herald-demo-login.json"  # the demo login, printed at every start
+TOKEN_FILE = "herald-demo-api-token"   # the demo's API token (all scopes), printed at every start
 DEFAULT_EMAIL = "demo@example.com"
 TEAM_EMAIL = "team@example.com"
 TELEGRAM_CHAT = "123456789"
@@ -138,7 +139,8 @@ def clear_demo(directory: Path) -> None:
     """Delete what an earlier demo left in `directory`: its history, data and captured messages."""
     directory = Path(directory)
     get_engine(control_url(directory)).dispose()
-    for name in (CONTROL_DB, f"{CONTROL_DB}-wal", f"{CONTROL_DB}-shm", DATASOURCE_DB, LOGIN_FILE):
+    for name in (CONTROL_DB, f"{CONTROL_DB}-wal", f"{CONTROL_DB}-shm", DATASOURCE_DB, LOGIN_FILE,
+                 TOKEN_FILE):
         (directory / name).unlink(missing_ok=True)
     for name in (MAIL_DIR, TELEGRAM_DIR):
         shutil.rmtree(directory / name, ignore_errors=True)
@@ -203,6 +205,22 @@ def describe_schedules(session: Session) -> list[str]:
                      f"{row['description']} ({row['timezone']}) to "
                      f"{who or 'the tenant-wide address ' + TEAM_EMAIL}; {state}")
     return lines
+
+
+def demo_token(directory: Path, now: datetime) -> str:
+    """The demo tenant's API token with every scope: the one kept in `directory` while it is
+    valid, else a new one (then kept there, readable by this user only)."""
+    path = Path(directory) / TOKEN_FILE
+    with session_scope(control_url(directory)) as session:
+        if path.exists() and tokens.authenticate(session, path.read_text().strip(), now) is not None:
+            return path.read_text().strip()
+        tenant_id = session.exec(select(Tenant.id).where(Tenant.slug == DEMO_TENANT)).one()
+        token = tokens.create_token(session, SEEDER, tenant_id, tokens.SCOPES, name="herald demo",
+                                    now=now).token
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _write_login(path: Path, login: DemoLogin) -> None:

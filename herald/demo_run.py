@@ -2,8 +2,9 @@
 
 One process holds every part a deployment spreads over machines: Dramatiq workers consuming
 the in-process broker (a StubBroker: no REDIS_URL), the minute tick that feeds them, an SMTP
-server and a Telegram Bot API stand-in that keep what they receive, and the admin (Streamlit,
-a child process). Every part gets the same settings; Ctrl-C or SIGTERM stops them all.
+server and a Telegram Bot API stand-in that keep what they receive, the HTTP API (uvicorn on a
+thread: what it sends reaches the in-process broker) and the admin (Streamlit, a child process).
+Every part gets the same settings; Ctrl-C or SIGTERM stops them all.
 
 The in-process broker keeps nothing across starts: a run still queued when the demo stops
 is sent again by the tick of the next start, once it has waited HERALD_REQUEUE_AFTER_SECONDS.
@@ -29,9 +30,11 @@ from dramatiq.brokers.stub import StubBroker
 from herald.capture import LOCALHOST, MailCapture, TelegramCapture, port_is_free
 from herald.demo import (
     CONTROL_DB,
+    DEMO_REPORT,
     DemoLogin,
     clear_demo,
     control_url,
+    demo_token,
     describe_schedules,
     new_login,
     seed_demo,
@@ -59,6 +62,8 @@ class DemoOptions:
     smtp_port: int = 0         # 0: any free port
     telegram_port: int = 0
     admin: bool = True
+    api_port: int = 8000       # herald api's
+    api: bool = True
 
 
 def seconds_to_next_minute(now: float) -> float:
@@ -130,6 +135,33 @@ def start_admin(directory: Path, port: int) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+class ApiThread:
+    """`herald api` on a thread of this process: its sends reach the in-process broker."""
+
+    def __init__(self, port: int) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        self.server = uvicorn.Server(uvicorn.Config(create_app(), host=LOCALHOST, port=port,
+                                                    log_config=None, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="api")
+
+    def start(self, stop: threading.Event) -> ApiThread:
+        self.thread.start()
+        deadline = time.monotonic() + ADMIN_START_TIMEOUT_S
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise HeraldError("The API exited at start; see the lines above.")
+            if time.monotonic() > deadline or stop.wait(0.05):
+                break
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join()
+
+
 def wait_for_admin(admin: subprocess.Popen, port: int, stop: threading.Event) -> bool:
     """True once the admin answers its health check; False if stopped meanwhile."""
     deadline = time.monotonic() + ADMIN_START_TIMEOUT_S
@@ -188,6 +220,7 @@ def chromium_note() -> str | None:
 
 def check_ports(options: DemoOptions) -> None:
     for port, option in ((options.port if options.admin else 0, "--port"),
+                         (options.api_port if options.api else 0, "--api-port"),
                          (options.smtp_port, "--smtp-port"),
                          (options.telegram_port, "--telegram-port")):
         if port and not port_is_free(port):
@@ -238,6 +271,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> None:
             ticker.start()
             parts.callback(ticker.join)
             parts.callback(stop.set)  # first, whatever ends the demo
+            if options.api:
+                parts.callback(ApiThread(options.api_port).start(stop).stop)
+                token = demo_token(directory, utcnow())
             admin = start_admin(directory, options.port) if options.admin else None
             if admin is not None:
                 parts.callback(stop_admin, admin)
@@ -254,6 +290,12 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> None:
             if admin is not None:
                 say(f"admin: http://{LOCALHOST}:{options.port}  {login_text(login)}; "
                     f"its Inbox page shows what was sent")
+            if options.api:
+                say(f"API: http://{LOCALHOST}:{options.api_port}/api/v1 (docs at /api/v1/docs), "
+                    f"token {token} (every scope of the demo tenant), e.g.\n"
+                    f"  curl -H 'Authorization: Bearer {token}' "
+                    f"'http://{LOCALHOST}:{options.api_port}/api/v1/reports/{DEMO_REPORT.stem}"
+                    f"/export?format=pdf' -o report.pdf")
             say("The every-minute schedules deliver at the start of each minute. "
                 "Ctrl-C stops the demo.")
             while not stop.wait(1.0):

@@ -4,14 +4,14 @@ herald accepts. tests/test_stack.py runs the same commands, without containers."
 
 from __future__ import annotations
 
-import importlib
+import json
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
-import dramatiq
 import periodiq
 import psycopg
 import pytest
@@ -149,21 +149,28 @@ def test_every_command_the_compose_file_runs_exists_in_the_installed_herald(
             _check_herald_command(argv)
         elif argv[0] == "dramatiq":  # the worker: its options, and the module with the actors
             args = make_argument_parser().parse_args(argv[1:])
-            for module in (args.broker, *args.modules):
-                importlib.import_module(module)
-            declared = set(dramatiq.get_broker().actors)
-            assert {"tick_actor", "query_stage", "render_stage", "deliver_stage"} <= declared
+            declared = _actors_after_import(args.broker, *args.modules)
+            assert {"tick_actor", "query_stage", "render_stage", "deliver_stage"} <= set(declared)
         elif argv[0] == "periodiq":  # the tick: its options, and a periodic actor to send
             args = periodiq.make_argument_parser().parse_args(argv[1:])
-            for module in (args.broker, *args.modules):
-                importlib.import_module(module)
-            periodic = [a.actor_name for a in dramatiq.get_broker().actors.values()
-                        if "periodic" in a.options]
-            assert "tick_actor" in periodic
+            declared = _actors_after_import(args.broker, *args.modules)
+            assert declared.get("tick_actor") is True
         else:  # the health checks' Python one-liners (tests/test_stack.py runs them)
             assert argv[1] == "-c"
             compile(argv[2], "<healthcheck>", "exec")
     get_settings.cache_clear()
+
+
+def _actors_after_import(*modules: str) -> dict[str, bool]:
+    """The actors declared once the modules are imported as the worker commands import them
+    (`dramatiq.cli.import_object`, in a new process): {name: whether it is periodic}."""
+    script = ("import json, sys, dramatiq; from dramatiq.cli import import_object\n"
+              "for module in sys.argv[1:]: import_object(module)\n"
+              "print(json.dumps({n: 'periodic' in a.options for n, a in dramatiq.get_broker().actors.items()}))")
+    done = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_the_image_prints_with_the_system_chromium_it_installs() -> None:
@@ -173,3 +180,22 @@ def test_the_image_prints_with_the_system_chromium_it_installs() -> None:
         assert f" {package}" in dockerfile
     assert dockerfile_environment()["HERALD_CHROMIUM_PATH"] == "/usr/bin/chromium"
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)  # not root
+
+
+def test_the_image_holds_every_package_herald_installs_and_runs_unprivileged() -> None:
+    import tomllib
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    included = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, flags=re.MULTILINE))
+    assert copied == {pattern.rstrip("*") for pattern in included}
+    users = re.findall(r"^USER (\S+)$", dockerfile, flags=re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_the_api_service_serves_on_all_interfaces_of_its_container_only() -> None:
+    api = compose_file()["services"]["api"]
+    assert api["command"][:2] == ["herald", "api"] and "--host" in api["command"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]   # published on the host's loopback
+    assert "/readyz" in " ".join(healthcheck_command(api))

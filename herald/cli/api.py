@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -21,6 +22,9 @@ def api_command(
     from api.app import create_app
 
     app = create_app()
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        typer.echo("warning: herald api is running as root; run it as an unprivileged user (the "
+                   "image runs it as `herald`).", err=True)
     typer.echo(f"herald api at http://{host}:{port}/api/v1 (docs at /api/v1/docs)")
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

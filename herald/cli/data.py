@@ -203,10 +203,14 @@ def demo(
     telegram_port: Annotated[int, typer.Option(
         min=0, max=65535, help="The stand-in Telegram Bot API's port (0: any free port).")] = 0,
     admin: Annotated[bool, typer.Option("--admin/--no-admin", help="Start the admin.")] = True,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="The HTTP API's port.")] = 8000,
+    api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the HTTP API.")] = True,
 ) -> None:
     """Run the whole herald in this process on SQLite files in DIRECTORY until Ctrl-C: workers,
     the minute tick, a local SMTP server and Telegram stand-in that keep what they receive, and
-    the admin. A report is delivered every minute; running it again keeps the history."""
+    the admin and the HTTP API. A report is delivered every minute; running it again keeps the
+    history."""
     from herald.demo_run import DemoOptions, run_demo
 
-    run_demo(DemoOptions(directory, reset, port, smtp_port, telegram_port, admin), say=typer.echo)
+    run_demo(DemoOptions(directory, reset, port, smtp_port, telegram_port, admin, api_port, api),
+             say=typer.echo)

@@ -90,12 +90,12 @@ def demo_environment() -> dict[str, str]:
 
 
 def start_demo(directory: Path, *options: str) -> Demo:
-    ports = {"admin": free_port(), "smtp": free_port(), "telegram": free_port()}
+    ports = {"admin": free_port(), "smtp": free_port(), "telegram": free_port(), "api": free_port()}
     with (directory / "demo.stderr").open("ab") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "herald", "demo", "--directory", str(directory),
              "--port", str(ports["admin"]), "--smtp-port", str(ports["smtp"]),
-             "--telegram-port", str(ports["telegram"]), *options],
+             "--telegram-port", str(ports["telegram"]), "--api-port", str(ports["api"]), *options],
             cwd=directory, env=demo_environment(), stdout=subprocess.PIPE, stderr=stderr,
             text=True)
     demo = Demo(process, directory, ports)
@@ -182,6 +182,8 @@ class FirstStart:
     processes: set[tuple[int, str]]
     exit_status: int
     admin_health: bytes
+    api_reports: list[dict]    # GET /api/v1/reports with the token the demo printed
+    api_csv: bytes             # the report's CSV exported over the API
 
 
 @pytest.fixture(scope="module")
@@ -202,12 +204,20 @@ def first_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstStart
         with urllib.request.urlopen(f"http://127.0.0.1:{demo.ports['admin']}/_stcore/health",
                                     timeout=10) as answer:
             health = answer.read()
+        token = re.search(r"token (herald_\S+) ", "\n".join(demo.lines)).group(1)
+        api = f"http://127.0.0.1:{demo.ports['api']}/api/v1/reports"
+        headers = {"Authorization": f"Bearer {token}"}
+        with urllib.request.urlopen(urllib.request.Request(api, headers=headers), timeout=30) as answer:
+            api_reports = json.loads(answer.read())
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{api}/{api_reports[0]['slug']}/export?format=csv", headers=headers), timeout=60) as answer:
+            api_csv = answer.read()
         wait_for_first_delivery(demo)
         # Chromium, its driver, the admin: all up now
         processes = descendants(demo.process.pid) | demo_processes(directory)
     finally:
         status = demo.stop()
-    yield FirstStart(directory, demo, processes, status, health)
+    yield FirstStart(directory, demo, processes, status, health, api_reports, api_csv)
 
 
 def expected_csv(directory: Path) -> list[list[str]]:
@@ -236,6 +246,9 @@ def test_the_demo_delivers_a_report_within_a_minute_and_stops_cleanly(
     assert first_start.admin_health == b"ok"
     assert f"admin: http://127.0.0.1:{demo.ports['admin']}" in output
     assert re.search(r"log in as demo@example\.com with password \S{12,}", output), output
+    assert f"API: http://127.0.0.1:{demo.ports['api']}/api/v1 (docs at /api/v1/docs), token herald_" in output
+    assert [r["slug"] for r in first_start.api_reports] == ["video-performance"]
+    assert list(csv.reader(io.StringIO(first_start.api_csv.decode("utf-8")))) == expected_csv(directory)
     kpi = f"{total_views(directory):,}"
 
     # The Inbox's data: the e-mail to the team with the PDF and the CSV, the PDF in the chat
@@ -285,7 +298,7 @@ def test_the_demo_delivers_a_report_within_a_minute_and_stops_cleanly(
     assert len(first_start.processes) >= 3  # the admin, Playwright's driver, Chromium, ...
     assert survivors(first_start.processes | demo_processes(directory)) == set()
     assert {name: port_is_free(port) for name, port in demo.ports.items()} == {
-        "admin": True, "smtp": True, "telegram": True}
+        "admin": True, "smtp": True, "telegram": True, "api": True}
 
 
 def test_a_second_start_keeps_the_history_and_reset_clears_it(first_start: FirstStart) -> None:
@@ -308,6 +321,8 @@ def test_a_second_start_keeps_the_history_and_reset_clears_it(first_start: First
     assert before_messages <= messages_now
     assert any("continuing in" in line for line in again.lines)
     assert f"with password {password};" in "\n".join(again.lines)
+    token = re.search(r"token (herald_\S+) ", "\n".join(first_start.demo.lines)).group(1)
+    assert f"token {token} " in "\n".join(again.lines)   # the same token, while it is valid
 
     # When it starts with --reset
     reset = start_demo(directory, "--reset")
