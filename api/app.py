@@ -1,5 +1,6 @@
 """The FastAPI application: `/api/v1` (reports, schedules, runs), `/healthz`, `/readyz`, the
-OpenAPI schema (`/api/v1/openapi.json`) and its interactive docs (`/api/v1/docs`)."""
+one-click unsubscribe pages (`/unsubscribe/{token}`), the OpenAPI schema
+(`/api/v1/openapi.json`) and its interactive docs (`/api/v1/docs`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import problems, reports, runs, schedules
+from api import problems, reports, runs, schedules, unsubscribe
 from api.limits import RateLimit
 from models.db import get_engine
 from models.settings import get_settings
@@ -30,6 +31,7 @@ def create_app() -> FastAPI:
     for module in (reports, schedules, runs):
         v1.include_router(module.router)
     app.include_router(v1)
+    app.include_router(unsubscribe.router)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:

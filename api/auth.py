@@ -29,6 +29,11 @@ def database(request: Request) -> Iterator[Session]:
         yield session
 
 
+# The request's session as a dependency: committed when the endpoint returns, before the answer is
+# sent (FastAPI's default scope would commit after it: a client could then read the old state).
+COMMITTED = Depends(database, scope="function")
+
+
 def client(request: Request,
            credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
     """The caller: an unrevoked, unexpired API token, else a JWT the configuration accepts;

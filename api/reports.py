@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import database, needs
+from api.auth import COMMITTED, needs
 from api.streaming import Download
 from models.db import session_scope, utcnow
 from models.definition import parse_definition_text
@@ -35,7 +35,7 @@ def limit_exports(count: int) -> None:
 
 @router.get("", summary="The tenant's reports")
 def list_reports(caller: ApiClient = Depends(READ),
-                 session: Session = Depends(database)) -> list[dict[str, Any]]:
+                 session: Session = COMMITTED) -> list[dict[str, Any]]:
     return [{"id": r.id, "slug": r.slug, "title": r.title, "sections": r.sections,
              "formats": list(r.formats), "updated_at": r.updated_at.isoformat()}
             for r in reports.list_reports(session, caller, caller.tenant_id)]
@@ -43,7 +43,7 @@ def list_reports(caller: ApiClient = Depends(READ),
 
 @router.get("/{slug}", summary="One report: its definition, as data and as YAML")
 def get_report(slug: str, caller: ApiClient = Depends(READ),
-               session: Session = Depends(database)) -> dict[str, Any]:
+               session: Session = COMMITTED) -> dict[str, Any]:
     return reports.report_detail(session, caller, caller.tenant_id, slug)
 
 
@@ -72,7 +72,7 @@ def _save(caller: ApiClient, text: str) -> tuple[dict[str, Any], bool]:
 
 @router.post("/{slug}/refresh", summary="Refresh the report's materialized views now")
 def refresh(slug: str, caller: ApiClient = Depends(WRITE),
-            session: Session = Depends(database)) -> dict[str, Any]:
+            session: Session = COMMITTED) -> dict[str, Any]:
     return {"refreshed": reports.refresh_report_views(session, caller, caller.tenant_id, slug)}
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from api.auth import database, needs
+from api.auth import COMMITTED, needs
 from api.retries import KEY_HEADER, idempotent
 from models.db import utcnow
 from models.errors import InvalidInput
@@ -35,7 +35,7 @@ def list_runs(
     until: datetime | None = Query(None, description="slots before (exclusive)"),
     cursor: str | None = Query(None, description="`next` of the previous page"),
     limit: int = Query(50, ge=1, le=500),
-    caller: ApiClient = Depends(READ), session: Session = Depends(database),
+    caller: ApiClient = Depends(READ), session: Session = COMMITTED,
 ) -> dict[str, Any]:
     filters = RunFilters(schedule_id=schedule, report=report, status=status, channel=channel,
                          recipient=recipient, start=since, end=until, kind=kind)
@@ -48,7 +48,7 @@ def list_runs(
 
 @router.get("/{run_id}", summary="One run: its times, attempts, error and each delivery")
 def get(run_id: int, caller: ApiClient = Depends(READ),
-        session: Session = Depends(database)) -> dict[str, Any]:
+        session: Session = COMMITTED) -> dict[str, Any]:
     story = history.run_story(session, caller, run_id, now=utcnow())
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
     return {"id": story.id, "schedule_id": story.schedule_id, "report_title": story.report_title,
@@ -62,7 +62,7 @@ def get(run_id: int, caller: ApiClient = Depends(READ),
 
 @router.post("/{run_id}/resend", status_code=202, summary="Send its failed deliveries again")
 def resend(request: Request, run_id: int, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+           session: Session = COMMITTED, key: str | None = KEY_HEADER) -> JSONResponse:
     def send() -> Answer:
         result = runs.resend_failed(session, caller, run_id, now=utcnow())
         return Answer(202, {"run_id": result.run_id, "status": result.status,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from api.auth import database, needs
+from api.auth import COMMITTED, needs
 from api.retries import KEY_HEADER, idempotent
 from models.db import utcnow
 from models.tenancy import Tenant
@@ -80,13 +80,13 @@ def values_of(body: ScheduleIn, start: schedules.ScheduleValues) -> schedules.Sc
 
 @router.get("", summary="The tenant's schedules")
 def list_schedules(caller: ApiClient = Depends(READ),
-                   session: Session = Depends(database)) -> list[dict[str, Any]]:
+                   session: Session = COMMITTED) -> list[dict[str, Any]]:
     return schedules.list_schedule_details(session, caller, session.get(Tenant, caller.tenant_id))
 
 
 @router.post("", status_code=201, summary="Create a schedule")
 def create(body: ScheduleIn, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database)) -> JSONResponse:
+           session: Session = COMMITTED) -> JSONResponse:
     values = values_of(body, schedules.ScheduleValues(report=None, formats=()))
     row = schedules.save_schedule(session, caller, caller.tenant_id, values, now=utcnow())
     return JSONResponse(schedules.schedule_details(session, caller, row.id), status_code=201,
@@ -95,13 +95,13 @@ def create(body: ScheduleIn, caller: ApiClient = Depends(WRITE),
 
 @router.get("/{schedule_id}", summary="One schedule")
 def get(schedule_id: int, caller: ApiClient = Depends(READ),
-        session: Session = Depends(database)) -> dict[str, Any]:
+        session: Session = COMMITTED) -> dict[str, Any]:
     return schedules.schedule_details(session, caller, schedule_id)
 
 
 @router.patch("/{schedule_id}", summary="Change the fields given")
 def change(schedule_id: int, body: ScheduleIn, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database)) -> dict[str, Any]:
+           session: Session = COMMITTED) -> dict[str, Any]:
     start = schedule_form_defaults(session, caller, caller.tenant_id, schedule_id).values
     schedules.save_schedule(session, caller, caller.tenant_id, values_of(body, start), now=utcnow(),
                             schedule_id=schedule_id)
@@ -110,35 +110,35 @@ def change(schedule_id: int, body: ScheduleIn, caller: ApiClient = Depends(WRITE
 
 @router.delete("/{schedule_id}", status_code=204, summary="Delete (its runs stay as history)")
 def delete(schedule_id: int, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database)) -> Response:
+           session: Session = COMMITTED) -> Response:
     schedules.delete(session, caller, schedule_id, now=utcnow())
     return Response(status_code=204)
 
 
 @router.post("/{schedule_id}/pause", summary="Stop it firing")
 def pause(schedule_id: int, caller: ApiClient = Depends(WRITE),
-          session: Session = Depends(database)) -> dict[str, Any]:
+          session: Session = COMMITTED) -> dict[str, Any]:
     schedules.pause(session, caller, schedule_id, now=utcnow())
     return schedules.schedule_details(session, caller, schedule_id)
 
 
 @router.post("/{schedule_id}/resume", summary="Fire again from its next slot")
 def resume(schedule_id: int, caller: ApiClient = Depends(WRITE),
-           session: Session = Depends(database)) -> dict[str, Any]:
+           session: Session = COMMITTED) -> dict[str, Any]:
     schedules.resume(session, caller, schedule_id, now=utcnow())
     return schedules.schedule_details(session, caller, schedule_id)
 
 
 @router.post("/{schedule_id}/send", status_code=202, summary="Send now, to its recipients")
 def send_now(request: Request, schedule_id: int, caller: ApiClient = Depends(WRITE),
-             session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+             session: Session = COMMITTED, key: str | None = KEY_HEADER) -> JSONResponse:
     return idempotent(request, caller, session, key, None, lambda: _sent(
         runs.send_now(session, caller, schedule_id, now=utcnow())))
 
 
 @router.post("/{schedule_id}/test", status_code=202, summary="Send a test, to these only")
 def send_test(request: Request, schedule_id: int, body: TestIn, caller: ApiClient = Depends(WRITE),
-              session: Session = Depends(database), key: str | None = KEY_HEADER) -> JSONResponse:
+              session: Session = COMMITTED, key: str | None = KEY_HEADER) -> JSONResponse:
     return idempotent(request, caller, session, key, body.model_dump(), lambda: _sent(
         runs.send_test(session, caller, schedule_id, now=utcnow(), emails=body.email,
                        chats=body.telegram)))

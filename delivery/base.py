@@ -54,6 +54,8 @@ class Letter:
     attachments: tuple[Attachment, ...]
     notes: tuple[str, ...] = field(default=())   # e.g. "the CSV was zipped to fit"
     locale: str = "en"             # the report's: how numbers in the summary and notes read
+    # {e-mail recipient: their one-click unsubscribe URL}, sent as List-Unsubscribe (RFC 8058)
+    unsubscribe: Mapping[str, str] = field(default_factory=dict)
 
 
 class DeliveryError(Exception):

@@ -223,6 +223,9 @@ class MailSender:
             headers = fold("To", recipient) + fold("Message-ID", mid)
         else:  # a validated address and our own id: nothing to fold or encode
             headers = f"To: {recipient}\r\nMessage-ID: {mid}\r\n".encode()
+        if url := letter.unsubscribe.get(recipient):  # ASCII, one line (under 998 characters)
+            headers += (f"List-Unsubscribe: <{url}>\r\n"
+                        f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode()
         data = headers + self._body(letter)
         if self._client is None:
             try:

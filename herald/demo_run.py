@@ -86,9 +86,12 @@ def tick_every_minute(stop: threading.Event) -> None:
             return
 
 
-def demo_environment(directory: Path, smtp_port: int, telegram_url: str) -> dict[str, str]:
-    """The settings every part of the demo runs with."""
+def demo_environment(directory: Path, smtp_port: int, telegram_url: str,
+                     api_port: int | None = None) -> dict[str, str]:
+    """The settings every part of the demo runs with (its e-mails' unsubscribe links lead to
+    its API, when it serves one)."""
     return {"DATABASE_URL": control_url(directory), "MAIL_SMTP_HOST": LOCALHOST,
+            "HERALD_PUBLIC_URL": f"http://{LOCALHOST}:{api_port}" if api_port else "",
             "MAIL_SMTP_PORT": str(smtp_port), "MAIL_SMTP_SECURE": "false", "MAIL_FROM": MAIL_FROM,
             "TELEGRAM_API_URL": telegram_url, "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
             "HERALD_DEMO_DIR": str(directory), **dict.fromkeys(CLEARED, "")}
@@ -264,7 +267,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> None:
             parts.callback(mail.stop)
             telegram = TelegramCapture(directory, BOT_TOKEN, options.telegram_port).start()
             parts.callback(telegram.stop)
-            use_environment(demo_environment(directory, mail.port, telegram.url))
+            use_environment(demo_environment(directory, mail.port, telegram.url,
+                                             options.api_port if options.api else None))
             note = chromium_note()
             parts.callback(stop_workers, start_workers())
             ticker = threading.Thread(target=tick_every_minute, args=(stop,), name="tick")

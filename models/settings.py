@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+import urllib.parse
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -152,6 +153,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, validation_alias=_env("HERALD_JWT_ISSUER"))
     jwt_audience: str | None = Field(None, validation_alias=_env("HERALD_JWT_AUDIENCE"))
     jwt_tenant_claim: str = Field("tenant", validation_alias=_env("HERALD_JWT_TENANT_CLAIM"))
+    # Where people reach `herald api` (e.g. https://reports.example.com): every e-mail then
+    # carries a one-click unsubscribe link there. Unset: no link.
+    public_url: str | None = Field(None, validation_alias=_env("HERALD_PUBLIC_URL"))
 
     @field_validator("database_url")
     @classmethod
@@ -172,6 +176,22 @@ class Settings(BaseSettings):
             raise ValueError("a JWT key needs HERALD_JWT_ISSUER and HERALD_JWT_AUDIENCE too: "
                              "herald checks both")
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _https_public_url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("must be an https:// URL (mail providers follow only https "
+                             "unsubscribe links; http:// is for localhost), e.g. "
+                             "https://reports.example.com")
+        if not url.isascii() or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be the address of herald api with no query, e.g. "
+                             "https://reports.example.com or https://example.com/herald")
+        return url.rstrip("/")
 
     @field_validator("mail_smtp_ca_file")
     @classmethod

@@ -8,6 +8,7 @@ from models.runs import Artifact, ArtifactChunk, Delivery, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.tenancy import Membership, Tenant, TenantRecipient, User
 from models.tokens import ApiToken
+from models.unsubscribe import ScheduleOptOut, SigningKey
 
 __all__ = ["ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "IdempotentRequest", "Membership", "Report", "ReportRun", "Schedule",
-           "ScheduleRecipient", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]
+           "ScheduleOptOut", "ScheduleRecipient", "SigningKey", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]

@@ -41,7 +41,7 @@ from pipeline.deliveries import (
     take_deliveries,
 )
 from pipeline.leases import holding_lease, lease_length, still_running
-from pipeline.letter import build_letter, fitted_letter
+from pipeline.letter import build_letter, fitted_letter, with_unsubscribe
 from pipeline.lifecycle import end_run
 
 log = logging.getLogger("herald.deliver")
@@ -80,6 +80,8 @@ def _deliver_pending(run_id: int, settings: Settings, directory: Path) -> None:
         if not channels:
             return
         letter = build_letter(session, run, directory)
+        if settings.public_url:
+            letter = with_unsubscribe(session, letter, run, settings.public_url)
     stamper, zipper = Stamper(), Zipper(directory)
     try:
         for channel in sorted(map(Channel, channels)):

@@ -26,13 +26,15 @@ from models.runs import Delivery, DeliveryStatus, ReportRun
 from models.schedules import Schedule, ScheduleRecipient
 from models.settings import Settings
 from models.tenancy import TenantRecipient
+from models.unsubscribe import opted_out
 from pipeline.lifecycle import move
 
 DELIVERIES = Delivery.__table__
 
 
 def planned_recipients(session: Session, schedule: Schedule, run: ReportRun) -> list[tuple[Channel, str]]:
-    """For each channel the schedule sends on: its own recipients, else the tenant's.
+    """For each channel the schedule sends on: its own recipients, else the tenant's (less
+    those that unsubscribed from this schedule).
     A test run goes to its `test_recipients` only, never to the schedule's or the tenant's.
     A run already planned (its rows are written in one transaction) keeps its recipients, so a
     resend of its failed deliveries reaches nobody the schedule gained since."""
@@ -49,7 +51,10 @@ def planned_recipients(session: Session, schedule: Schedule, run: ReportRun) -> 
     pairs = []
     for channel in map(Channel, schedule.channels):
         chosen = [r.address for r in own if r.channel == channel]
-        pairs += [(channel, a) for a in chosen or [r.address for r in fallback if r.channel == channel]]
+        if not chosen:  # the tenant's, but those that unsubscribed from this schedule
+            gone = opted_out(session, schedule.id, channel)
+            chosen = [r.address for r in fallback if r.channel == channel and r.address not in gone]
+        pairs += [(channel, a) for a in chosen]
     return pairs
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from delivery import Attachment, Letter, document_path
 from delivery.fit import Zipper, fit
@@ -22,11 +22,12 @@ from models.base import Channel, Format
 from models.db import utcnow
 from models.periods import from_params
 from models.reports import Report
-from models.runs import Artifact, ReportRun
+from models.runs import Artifact, Delivery, ReportRun
 from models.schedules import Schedule
 from models.settings import Settings
 from models.tenancy import Tenant
 from models.text import one_line
+from models.unsubscribe import unsubscribe_tokens
 from renderers.csv_export import ZIP_MEDIA_TYPE
 from renderers.html import format_kpi, kpi_summary
 
@@ -88,6 +89,17 @@ def build_letter(session: Session, run: ReportRun, directory: Path) -> Letter:
                   title=title, tenant=tenant_name, period=period,
                   generated_at=generated.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
                   summary=tuple(summary), attachments=tuple(attachments), locale=definition.locale)
+
+
+def with_unsubscribe(session: Session, letter: Letter, run: ReportRun, public_url: str) -> Letter:
+    """The letter with a one-click unsubscribe URL for each e-mail recipient of the run (a test
+    run's recipients are not subscribed: none for them)."""
+    if run.test:
+        return letter
+    addresses = list(session.exec(select(Delivery.recipient).where(
+        Delivery.run_id == run.id, Delivery.channel == Channel.EMAIL)))
+    tokens = unsubscribe_tokens(session, run.schedule_id, addresses)
+    return replace(letter, unsubscribe={a: f"{public_url}/unsubscribe/{t}" for a, t in tokens.items()})
 
 
 def fitted_letter(letter: Letter, channel: Channel, settings: Settings, zipper: Zipper) -> Letter:

@@ -21,6 +21,7 @@ from models.reports import Report
 from models.runs import Artifact, Delivery, DeliveryStatus, ReportRun
 from models.schedules import Schedule
 from models.tenancy import Tenant
+from models.unsubscribe import ScheduleOptOut
 from services.access import Action, Who, owned, require
 from services.history_records import (
     DayOutcome,
@@ -103,6 +104,8 @@ def run_story(session: Session, who: Who, run_id: int, *,
     title = session.execute(sa.select(Report.title).join(Schedule, Schedule.report_id == Report.id)
                             .where(Schedule.id == run.schedule_id)).scalar_one()
     deliveries = session.exec(select(Delivery).where(Delivery.run_id == run.id).order_by(Delivery.id))
+    unsubscribed = {(str(o.channel), o.address): o.created_at for o in session.exec(
+        select(ScheduleOptOut).where(ScheduleOptOut.schedule_id == run.schedule_id))}
     documents = session.exec(select(Artifact).where(Artifact.run_id == run.id,
                                                     Artifact.kind != QUERY_RESULT)
                              .order_by(Artifact.id))
@@ -114,7 +117,8 @@ def run_story(session: Session, who: Who, run_id: int, *,
         deliveries=tuple(DeliveryStory(
             channel=str(d.channel), recipient=d.recipient, status=str(d.status),
             attempts=d.attempts, duration_ms=d.duration_ms, message_id=d.provider_message_id,
-            error=d.error) for d in deliveries),
+            error=d.error, unsubscribed_at=unsubscribed.get((str(d.channel), d.recipient)))
+            for d in deliveries),
         documents=tuple(DocumentStory(
             kind=a.kind, filename=a.filename, media_type=a.media_type, size=a.size,
             expires_at=a.expires_at, expired=_expired(a.expires_at, now)) for a in documents))

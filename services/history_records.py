@@ -71,6 +71,7 @@ class DeliveryStory:
     duration_ms: int | None
     message_id: str | None
     error: str | None
+    unsubscribed_at: datetime | None = None   # the recipient left the schedule (since)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models.audit import record_change
+from models.audit import ChangeEvent, record_change
 from models.errors import BrokerUnavailable, InvalidInput
 from models.runs import Artifact, Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
@@ -86,19 +86,19 @@ def run_here(session: Session, who: Who, schedule_id: int, *, now: datetime) -> 
 
 def _send(session: Session, schedule: Schedule, run: ReportRun, dispatch: Dispatch | None,
           action: str, actor: str, changes: dict[str, list[Any]]) -> SentRun:
-    """Commit the new run and dispatch it; record the send among the schedule's changes and read
-    back the run's status. A run whose message the broker did not take is removed again (the
-    tick must not send it later: the caller was told it was not sent), and the error raised."""
+    """Record the send among the schedule's changes, commit it with the new run, dispatch the
+    run and read back its status. A run whose message the broker did not take is removed again,
+    with its record (the tick must not send it later: the caller is told it was not sent)."""
     run_id, test = run.id, run.test
+    event = record_change(session, schedule.tenant_id, "schedule", schedule.id, action, actor, changes)
     try:
         status = _commit_and_dispatch(session, run_id, run.tenant_id, dispatch)
     except BrokerUnavailable as exc:
         session.rollback()
+        session.execute(sa.delete(ChangeEvent).where(ChangeEvent.id == event.id))
         session.execute(sa.delete(ReportRun).where(ReportRun.id == run_id))
         session.commit()
         raise BrokerUnavailable(f"{exc}; nothing was sent or queued: send again once it answers.") from None
-    record_change(session, schedule.tenant_id, "schedule", schedule.id, action, actor, changes)
-    session.commit()
     return SentRun(run_id=run_id, schedule_id=schedule.id, status=status, test=test)
 
 

@@ -136,7 +136,7 @@ def story_view(here: ui.Here, story: RunStory) -> None:
             st.code(story.error, language=None, wrap_lines=True)
         st.markdown("**Deliveries**")
         if story.deliveries:
-            st.dataframe(view.deliveries_table(story), hide_index=True,
+            st.dataframe(view.deliveries_table(story, ZoneInfo(here.tenant.timezone)), hide_index=True,
                          column_config={"Attempts": st.column_config.NumberColumn(format="%d")})
         else:
             st.caption("No deliveries: the report's send_if was not met." if skipped

@@ -149,12 +149,18 @@ def story_facts(story: RunStory, zone: ZoneInfo) -> list[tuple[str, str]]:
                                                     else "—"))]
 
 
-def deliveries_table(story: RunStory) -> pd.DataFrame:
+def deliveries_table(story: RunStory, zone: ZoneInfo) -> pd.DataFrame:
+    """One row per delivery; an "Unsubscribed" column, when a recipient has left the schedule
+    since (its unsubscribe link), says when."""
+    columns = ["Channel", "Recipient", "Status", "Attempts", "Duration", "Message-ID", "Error"]
+    if any(d.unsubscribed_at for d in story.deliveries):
+        columns.append("Unsubscribed")
     return pd.DataFrame(
         [{"Channel": d.channel, "Recipient": d.recipient, "Status": d.status,
           "Attempts": d.attempts, "Duration": duration_text(None if d.duration_ms is None else timedelta(milliseconds=d.duration_ms)),
-          "Message-ID": d.message_id or "", "Error": d.error or ""} for d in story.deliveries],
-        columns=["Channel", "Recipient", "Status", "Attempts", "Duration", "Message-ID", "Error"])
+          "Message-ID": d.message_id or "", "Error": d.error or "",
+          "Unsubscribed": when(d.unsubscribed_at.astimezone(zone)) if d.unsubscribed_at else ""}
+         for d in story.deliveries], columns=columns)
 
 
 def document_text(document: DocumentStory) -> str:

@@ -239,3 +239,17 @@ def test_expired_documents_say_so_and_cannot_be_resent(session: Session, world,
         f"to make new ones."]
     assert len(mail_sink.mails) == 1
     assert reread(session).get(ReportRun, world["partial"]).status == "partial"
+
+
+def test_a_recipient_who_unsubscribed_is_marked_in_the_runs_story(session: Session, world) -> None:
+    from models.unsubscribe import unsubscribe_tokens
+    from services import unsubscribe
+
+    token = unsubscribe_tokens(session, world["videos"], [GOOD])[GOOD]
+    unsubscribe.unsubscribe(session, token, NOW + timedelta(hours=1))
+    session.commit()
+    table = deliveries(history_page(VIEWER, run=world["partial"])).set_index("Recipient")
+    assert table.loc[GOOD, "Unsubscribed"] == "Fri 10 Apr 2026 15:00 CEST"
+    assert table.loc[BAD, "Unsubscribed"] == ""
+    # A run whose recipients all still receive it shows no such column
+    assert "Unsubscribed" not in deliveries(history_page(VIEWER, run=world["telegram"])).columns

@@ -39,9 +39,10 @@ class Api:
         return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=60)
 
 
-def start_api(tmp_path: Path, env: dict[str, str] | None = None) -> Api:
-    """`herald api` on a free port with this process's environment (and `env`), once /healthz answers."""
-    port = free_port()
+def start_api(tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None) -> Api:
+    """`herald api` on `port` (else a free one) with this process's environment (and `env`),
+    once /healthz answers."""
+    port = port or free_port()
     log = tmp_path / f"api-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "herald", "api", "--port", str(port)],

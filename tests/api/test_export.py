@@ -150,6 +150,9 @@ def test_a_client_that_goes_away_stops_the_query(big_tenant: str, api: Api, worl
     with client.stream("GET", "/api/v1/reports/endless/export", params={"format": "csv"}) as response:
         assert response.status_code == 200
         next(response.iter_bytes())
+        seen = time.monotonic()
+        while not running() and time.monotonic() - seen < 5:   # its row in pg_stat_activity
+            time.sleep(0.05)
         assert running() == 1
     client.close()  # the connection goes: the client is gone
     gone = time.monotonic()
