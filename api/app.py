@@ -7,13 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from api import problems, reports, runs, schedules, unsubscribe
-from api.limits import RateLimit
+from api.auth import BEARER, TokenCache, client
+from api.limits import BodyLimit, RateLimit
 from models.db import get_engine
 from models.settings import get_settings
+from services.access import ApiClient
 
 VERSION = "v1"
 
@@ -26,24 +29,20 @@ def create_app() -> FastAPI:
                   openapi_url=f"/api/{VERSION}/openapi.json", docs_url=f"/api/{VERSION}/docs",
                   redoc_url=None)
     app.state.rate_limit = RateLimit(settings)
+    app.state.tokens = TokenCache(settings.api_token_cache_seconds)
     problems.install(app)
     v1 = APIRouter(prefix=f"/api/{VERSION}")
+
+    @v1.get("/whoami", tags=["health"], summary="The credentials this request carries")
+    async def whoami(caller: ApiClient = Depends(client)) -> dict[str, Any]:
+        """Their tenant, scopes and name (a script's check that its token works)."""
+        return {"tenant_id": caller.tenant_id, "scopes": sorted(caller.scopes), "actor": caller.actor}
+
     for module in (reports, schedules, runs):
         v1.include_router(module.router)
-    app.include_router(v1)
-    app.include_router(unsubscribe.router)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        """A body larger than HERALD_API_MAX_BODY_BYTES is refused before it is read."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.api_max_body_bytes:
-            return problems.problem(413, f"The body is {int(declared):,} bytes; herald takes at most "
-                                         f"{settings.api_max_body_bytes:,} (HERALD_API_MAX_BODY_BYTES).")
-        return await call_next(request)
 
     @app.get("/healthz", tags=["health"], summary="200 while the process is up")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="200 when the database and the broker answer")
@@ -53,7 +52,26 @@ def create_app() -> FastAPI:
             return problems.problem(503, " ".join(problems_found))
         return JSONResponse({"status": "ready"})
 
+    app.include_router(v1)
+    app.include_router(unsubscribe.router)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.openapi = lambda: _schema_with_bearer(app)
     return app
+
+
+def _schema_with_bearer(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema, each /api/v1 operation marked as needing a bearer token."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER}
+        for path, operations in schema["paths"].items():
+            if path.startswith(f"/api/{VERSION}/"):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _unready() -> list[str]:

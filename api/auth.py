@@ -1,24 +1,30 @@
 """Who is calling: `Authorization: Bearer <token>`, an API token or an identity provider's JWT,
 made into an `ApiClient` bound to one tenant with its scopes; each endpoint names the scope it
-needs (`needs`). 401 without valid credentials, 403 for a missing scope."""
+needs (`needs`). 401 without valid credentials, 403 for a missing scope.
+
+The check costs a client's request no thread and, most of the time, no database read: tokens
+checked lately are kept a moment (`TokenCache`), and the rate limit is one Redis script."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import jwts
-from models.db import session_scope, utcnow
+from models.db import autocommit_session, session_scope, utcnow
 from models.tokens import Scope
 from services import tokens
 from services.access import ApiClient
 
 UNAUTHORIZED = ("Send Authorization: Bearer <token> with a valid API token (`herald token create "
                 "--tenant SLUG --scope …`) or your identity provider's JWT.")
-_bearer = HTTPBearer(auto_error=False, description="An API token (herald_…) or a JWT.")
+# The scheme as the OpenAPI schema and the docs' "Authorize" button show it (`api.app`).
+BEARER = {"type": "http", "scheme": "bearer", "description": "An API token (herald_…) or a JWT."}
 
 
 def database(request: Request) -> Iterator[Session]:
@@ -34,26 +40,60 @@ def database(request: Request) -> Iterator[Session]:
 COMMITTED = Depends(database, scope="function")
 
 
-def client(request: Request,
-           credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> ApiClient:
+class TokenCache:
+    """The API tokens this process checked lately, so that a client's every request does not
+    read the database: for `seconds` (HERALD_API_TOKEN_CACHE_SECONDS), a token is trusted as
+    it was read. Its secret and its expiry are checked at every request all the same; a token
+    revoked meanwhile is refused once its entry is older than `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[str, tuple[float, ApiClient]] = {}
+
+    async def client_of(self, presented: str) -> ApiClient | None:
+        key = hashlib.sha256(presented.encode()).hexdigest()
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry[0] > self.seconds:
+            found = await run_in_threadpool(_authenticate, presented)
+            if found is None:
+                self._entries.pop(key, None)
+                return None
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            entry = self._entries[key] = (now, found)
+        caller = entry[1]
+        if caller.expires_at is not None and caller.expires_at <= utcnow():
+            return None
+        return caller
+
+
+def _authenticate(presented: str) -> ApiClient | None:
+    with autocommit_session() as session:  # may write the token's last use
+        return tokens.authenticate(session, presented, utcnow())
+
+
+async def client(request: Request) -> ApiClient:
     """The caller: an unrevoked, unexpired API token, else a JWT the configuration accepts;
-    within its rate limit (`api.limits`)."""
-    presented = credentials.credentials if credentials is not None else ""
+    within its rate limit (`api.limits`). The header is read here rather than by a FastAPI
+    security dependency, which would double the cost of solving this one on every request
+    (the schema names the scheme all the same: `BEARER`)."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip() if scheme.lower() == "bearer" else ""
     caller = None
     if presented.startswith(tokens.PREFIX):
-        with session_scope(locking=True) as session:  # may write the token's last use
-            caller = tokens.authenticate(session, presented, utcnow())
+        caller = await request.app.state.tokens.client_of(presented)
     elif presented:
-        caller = jwts.client_of(presented)
+        caller = await run_in_threadpool(jwts.client_of, presented)
     if caller is None:
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    request.app.state.rate_limit.check(caller)
+    await request.app.state.rate_limit.check(caller)
     return caller
 
 
-def needs(scope: Scope) -> Callable[..., ApiClient]:
+def needs(scope: Scope) -> Callable[..., Awaitable[ApiClient]]:
     """A dependency: the caller, if their credentials carry `scope`; else 403."""
-    def check(caller: ApiClient = Depends(client)) -> ApiClient:
+    async def check(caller: ApiClient = Depends(client)) -> ApiClient:
         if not caller.has(scope.value):
             raise HTTPException(403, f"These credentials lack the {scope.value} scope; use a token "
                                      f"that has it (`herald token create --scope {scope.value}`).")

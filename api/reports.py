@@ -77,7 +77,7 @@ def refresh(slug: str, caller: ApiClient = Depends(WRITE),
 
 
 @router.get("/{slug}/export", summary="The report as a PDF, CSV or XLSX, made now and streamed",
-            response_class=Download,
+            response_class=Download, status_code=200,
             responses={200: {"content": {"application/pdf": {}, "text/csv": {}}}})
 def export(request: Request, slug: str,
            format: str = Query(..., description="pdf, csv or xlsx"),  # noqa: A002

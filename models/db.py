@@ -70,7 +70,9 @@ def _engine_for(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # Room for every thread of an API process (its thread pool runs 40) without opening and
+    # closing overflow connections under load; connections are only opened when needed.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -112,6 +114,25 @@ def session_scope(url: str | None = None, *, locking: bool = False) -> Iterator[
         except BaseException:
             session.rollback()
             raise
+
+
+@contextlib.contextmanager
+def autocommit_session(url: str | None = None) -> Iterator[Session]:
+    """A session whose every statement commits on its own, for a lookup on a hot path (the API's
+    token check): on PostgreSQL no BEGIN and COMMIT round trips; on SQLite a locking
+    transaction as `session_scope(locking=True)` gives (its write may follow its read)."""
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        with session_scope(url, locking=True) as session:
+            yield session
+        return
+    with Session(_autocommit(engine), expire_on_commit=False) as session:
+        yield session
+
+
+@functools.cache
+def _autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def insert_ignoring_conflicts(session: Session, table: sa.Table, *columns: str) -> Any:

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, validation_alias=_env("HERALD_API_MAX_BODY_BYTES"))
     api_max_exports: int = Field(4, ge=1, le=256, validation_alias=_env("HERALD_API_MAX_EXPORTS"))
     api_rate_limit: int = Field(600, ge=0, le=60000, validation_alias=_env("HERALD_API_RATE_LIMIT"))
+    # How long an API process trusts a token it has checked: a revoked token is refused within it.
+    api_token_cache_seconds: float = Field(
+        2.0, ge=0, le=60, validation_alias=_env("HERALD_API_TOKEN_CACHE_SECONDS"))
     jwt_jwks_url: str | None = Field(None, validation_alias=_env("HERALD_JWT_JWKS_URL"))
     jwt_public_key: str | None = Field(None, validation_alias=_env("HERALD_JWT_PUBLIC_KEY"))
     jwt_secret: SecretStr | None = Field(None, validation_alias=_env("HERALD_JWT_SECRET"))

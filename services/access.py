@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -91,6 +92,7 @@ class ApiClient:
     scopes: frozenset[str]
     actor: str
     token_id: int | None = None
+    expires_at: datetime | None = None   # when the token expires (None: until revoked)
 
     def role_in(self, tenant_id: int) -> Role | None:
         if tenant_id != self.tenant_id:

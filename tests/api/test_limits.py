@@ -163,3 +163,22 @@ def test_fifty_concurrent_clients_get_answers_or_429_and_nothing_breaks(
     finally:
         stop_api(api)
 
+
+
+def test_a_body_over_the_limit_is_413_declared_or_chunked(db_url: str, world: World, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    api = start_api(tmp_path, {"HERALD_API_MAX_BODY_BYTES": "2048"})
+    try:
+        client = api.client(world.token("reports.read", "reports.write"))
+        big = b"slug: x\n" + b"# " + b"x" * 4096 + b"\n"
+        declared = client.put("/api/v1/reports/x", content=big, headers={"Content-Type": "application/yaml"})
+        chunked = client.put("/api/v1/reports/x", content=iter([big[:1000], big[1000:]]),
+                             headers={"Content-Type": "application/yaml"})
+        for answer in (declared, chunked):
+            assert answer.status_code == 413 and answer.headers["content-type"] == PROBLEM
+            assert "herald takes at most 2,048 (HERALD_API_MAX_BODY_BYTES)" in answer.json()["detail"]
+        assert "content-length" not in chunked.request.headers
+        assert client.get("/api/v1/reports/x").status_code == 404   # nothing was saved
+    finally:
+        stop_api(api)
