@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import jwts
-from models.db import autocommit_session, session_scope, utcnow
+from models.db import autocommit_session, new_session, utcnow
 from models.tokens import Scope
 from services import tokens
 from services.access import ApiClient
@@ -27,12 +27,30 @@ UNAUTHORIZED = ("Send Authorization: Bearer <token> with a valid API token (`her
 BEARER = {"type": "http", "scheme": "bearer", "description": "An API token (herald_…) or a JWT."}
 
 
-def database(request: Request) -> Iterator[Session]:
-    """herald's database for one request, committed at its end. A request that writes takes
-    SQLite's write lock when it begins (a read that turns into a write midway could fail
-    against another writer at once); PostgreSQL locks rows, not the database."""
-    with session_scope(locking=request.method not in ("GET", "HEAD")) as session:
+async def database(request: Request) -> AsyncIterator[Session]:
+    """herald's database for one request, committed at its end.
+
+    A read (GET, HEAD) on PostgreSQL runs each statement on its own (autocommit): no BEGIN and
+    COMMIT round trips, and nothing to do at its end. A request that writes takes SQLite's
+    write lock when it begins (a read that turns into a write midway could fail against
+    another writer at once); PostgreSQL locks rows, not the database. Making the session costs
+    no I/O, so it is made here, on the event loop; its end, which may talk to the database,
+    runs on a thread."""
+    reading = request.method in ("GET", "HEAD")
+    session = new_session(locking=not reading, autocommit=reading)
+    quiet = reading and session.bind.dialect.name == "postgresql"   # nothing left to send
+    try:
         yield session
+        if not quiet:
+            await run_in_threadpool(session.commit)
+    except BaseException:
+        await run_in_threadpool(session.rollback)
+        raise
+    finally:
+        if quiet:
+            session.close()
+        else:
+            await run_in_threadpool(session.close)
 
 
 # The request's session as a dependency: committed when the endpoint returns, before the answer is

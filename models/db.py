@@ -96,18 +96,28 @@ def _sqlite_begin_immediate(connection: sa.Connection) -> None:
 LOCK_OPTION = "herald_lock"
 
 
-@contextlib.contextmanager
-def session_scope(url: str | None = None, *, locking: bool = False) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error.
+def new_session(url: str | None = None, *, locking: bool = False,
+                autocommit: bool = False) -> Session:
+    """A session, not yet connected (making one costs no I/O).
 
     `locking=True` is for transactions that read rows in order to change them (the tick's
     claim, taking deliveries): on SQLite it begins with the write lock held; on PostgreSQL
     the caller locks the rows it reads (`FOR UPDATE`, often `SKIP LOCKED`).
+    `autocommit=True` (PostgreSQL; ignored on SQLite) makes every statement commit on its own:
+    no BEGIN and COMMIT round trips, for reads on a hot path and single-statement writes.
     """
     engine = get_engine(url)
-    if locking:
-        engine = engine.execution_options(**{LOCK_OPTION: True})
-    with Session(engine, expire_on_commit=False) as session:
+    if autocommit and engine.dialect.name == "postgresql":
+        engine = _autocommit(engine)
+    elif locking:
+        engine = _locking(engine)
+    return Session(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope(url: str | None = None, *, locking: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error (`new_session`'s `locking`)."""
+    with new_session(url, locking=locking) as session:
         try:
             yield session
             session.commit()
@@ -121,18 +131,22 @@ def autocommit_session(url: str | None = None) -> Iterator[Session]:
     """A session whose every statement commits on its own, for a lookup on a hot path (the API's
     token check): on PostgreSQL no BEGIN and COMMIT round trips; on SQLite a locking
     transaction as `session_scope(locking=True)` gives (its write may follow its read)."""
-    engine = get_engine(url)
-    if engine.dialect.name != "postgresql":
+    if get_engine(url).dialect.name != "postgresql":
         with session_scope(url, locking=True) as session:
             yield session
         return
-    with Session(_autocommit(engine), expire_on_commit=False) as session:
+    with new_session(url, autocommit=True) as session:
         yield session
 
 
 @functools.cache
 def _autocommit(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@functools.cache
+def _locking(engine: Engine) -> Engine:
+    return engine.execution_options(**{LOCK_OPTION: True})
 
 
 def insert_ignoring_conflicts(session: Session, table: sa.Table, *columns: str) -> Any:
