@@ -104,7 +104,8 @@ def list_tokens(session: Session, who: Who, tenant_id: int | None = None) -> lis
 
 
 def revoke_token(session: Session, who: Who, token_id: int, *, now: datetime) -> TokenRow:
-    """Revoke a token: it is refused from now on (revoking twice changes nothing)."""
+    """Revoke a token: it is refused from now on (an API process that checked it in the last
+    HERALD_API_TOKEN_CACHE_SECONDS refuses it within those); revoking twice changes nothing."""
     token = owned(session, who, ApiToken, token_id, "token", Action.MANAGE)
     if token.revoked_at is None:
         token.revoked_at, token.revoked_by = now, who.actor

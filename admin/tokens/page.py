@@ -17,6 +17,7 @@ from admin import ui
 from admin.format import viewer_zone, when
 from models.db import utcnow
 from models.errors import HeraldError
+from models.settings import get_settings
 from services import tokens
 from services.access import Action
 from services.tokens import SCOPES, TokenRow
@@ -96,7 +97,7 @@ def revoke(here: ui.Here, active: list[TokenRow]) -> None:
         except HeraldError as exc:
             ui.refused(here, FLASH, exc)
         ui.flash(FLASH, "success", f"Token {row.prefix}_… ({row.name}) revoked: the API refuses it "
-                                   f"from now on.")
+                                   f"within {get_settings().api_token_cache_seconds:g} seconds.")
         st.rerun()
 
 

@@ -68,7 +68,7 @@ def token_list(
 @token_app.command("revoke")
 @reports_errors
 def token_revoke(token_id: int) -> None:
-    """Revoke a token: the API refuses it from now on."""
+    """Revoke a token: running API processes refuse it within HERALD_API_TOKEN_CACHE_SECONDS."""
     with session_scope() as session:
         row = tokens.revoke_token(session, OPERATOR, token_id, now=utcnow())
     typer.echo(f"token {row.id} ({row.prefix}, {row.name}) revoked")

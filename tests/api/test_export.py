@@ -146,14 +146,20 @@ def test_a_client_that_goes_away_stops_the_query(big_tenant: str, api: Api, worl
                                 "state = 'active' AND query LIKE %s",
                                 (database, "%CROSS JOIN big b%")).fetchone()[0]
 
+    def activity() -> list[tuple]:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            return conn.execute("SELECT state, wait_event, left(query, 120) FROM pg_stat_activity "
+                                "WHERE datname = %s", (database,)).fetchall()
+
     client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     with client.stream("GET", "/api/v1/reports/endless/export", params={"format": "csv"}) as response:
         assert response.status_code == 200
-        next(response.iter_bytes())
+        body = response.iter_bytes()   # kept: a dropped iterator closes the stream
+        next(body)
         seen = time.monotonic()
         while not running() and time.monotonic() - seen < 5:   # its row in pg_stat_activity
             time.sleep(0.05)
-        assert running() == 1
+        assert running() == 1, activity()
     client.close()  # the connection goes: the client is gone
     gone = time.monotonic()
     while running() and time.monotonic() - gone < 5:

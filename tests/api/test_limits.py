@@ -43,7 +43,8 @@ def test_the_export_bound_answers_429_with_retry_after(
         export = {"format": "csv"}
         with client.stream("GET", "/api/v1/reports/counting/export", params=export) as first:
             assert first.status_code == 200
-            next(first.iter_bytes())
+            body = first.iter_bytes()   # kept: a dropped iterator closes the stream
+            next(body)
             refused = client.get("/api/v1/reports/counting/export", params=export)
             assert refused.status_code == 429 and refused.headers["content-type"] == PROBLEM
             assert refused.headers["retry-after"] == "5"
