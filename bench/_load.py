@@ -53,7 +53,11 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         body += chunk[:-2]
 
 
-async def _connection(port: int, requests: Sequence[bytes], until: float, load: Load) -> None:
+async def _connection(port: int, requests: Sequence[bytes], until: float, load: Load,
+                      delay: float) -> None:
+    # Connections open one after another: `herald api --workers N` shares one listening
+    # socket, and a worker woken by several waiting connections accepts them all.
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         i = 0
@@ -80,7 +84,8 @@ def run_load(port: int, per_connection: Sequence[Sequence[bytes]], seconds: floa
     async def main() -> None:
         until = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(_connection(port, requests, until, load) for requests in per_connection))
+        await asyncio.gather(*(_connection(port, requests, until, load, i * 0.02)
+                               for i, requests in enumerate(per_connection)))
         load.seconds = time.perf_counter() - started
 
     asyncio.run(main())
