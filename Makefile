@@ -18,5 +18,8 @@ test: install
 bench: install
 	@for script in bench/[a-z]*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
 
+# `docker compose` (the v2 plugin) where it is installed, else the older `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
 check-compose:
-	docker-compose -f docker-compose.yml config -q
+	$(COMPOSE) -f docker-compose.yml config -q

@@ -1,7 +1,11 @@
-"""The admin's entry script (`herald admin`, or `streamlit run admin/app.py`).
+"""The admin's entry script: `herald admin` serves it through `admin/server.py`, which adds the
+session cookie's route (`streamlit run admin/app.py` runs it without: no cookie, one tab each).
 
 Every run opens herald's database once; an anonymous or idle visitor gets only the login
-page, a logged-in one the sidebar (e-mail, tenant picker, Log out) and the pages.
+page, a logged-in one the sidebar (e-mail, tenant picker, Log out) and the pages. The login
+page answers at every page's URL, query kept, so a link (`/history?run=7&tenant=acme`) lands
+where it pointed once the visitor has logged in; the session cookie keeps them signed in
+across reloads, tabs and links (`services.admin_sessions`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def login() -> None:
         email = st.text_input("Email", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         submitted = st.form_submit_button("Log in")
+    ui.hand_over_cookie()  # after a logout: the cookie is cleared
     if submitted:
         try:
             user_id = authenticate(ui.db(), email, password, utcnow())
@@ -89,9 +94,10 @@ def main() -> None:
                 tenant = by_slug[slug]
                 st.session_state[ui.TENANT] = st.query_params["tenant"] = tenant.slug
             if st.button("Log out"):
-                ui.log_out()
+                ui.log_out(utcnow())
                 st.rerun()
             st.caption(f"Idle sessions end after {idle_minutes} minutes.")
+            ui.hand_over_cookie()  # after the login: the cookie, for reloads, tabs and links
 
         ui.set_current(viewer, tenant if tenants else None)
         if tenants:

@@ -1,5 +1,6 @@
-"""What the admin's pages share: the session-state keys, herald's database for this run, and
-the logged-in viewer with the tenant chosen in the sidebar.
+"""What the admin's pages share: the session-state keys, herald's database for this run, the
+signed-in viewer (kept across reloads and tabs by the session cookie, `services.admin_sessions`)
+and the tenant chosen in the sidebar.
 
 A page starts with `here = ui.here(now)` (or `viewer, tenant = ui.current()`) and passes
 `here.session` and `here.viewer` to the services. Both exist only while `admin/app.py` runs a
@@ -9,6 +10,7 @@ page for a logged-in user.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from datetime import datetime
@@ -18,15 +20,17 @@ import streamlit as st
 from sqlmodel import Session
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
+from admin import session_cookie
+from models.admin_sessions import Ended
 from models.db import session_scope
-from models.errors import NotFound
-from models.tenancy import Tenant, User
-from services.access import Viewer, load_viewer
-from services.accounts import ended_by_password_change, session_expired
+from models.errors import SessionEnded
+from models.tenancy import Tenant
+from services import admin_sessions
+from services.access import Viewer
 
-USER_ID = "herald_user_id"  # the logged-in user's id; absent when anonymous
-LAST_SEEN = "herald_last_seen"  # when the user last interacted (aware UTC)
-LOGGED_IN_AT = "herald_logged_in_at"  # when this session logged in (a password change ends older ones)
+SESSION_ID = "herald_session_id"  # the id of this tab's admin session; absent when anonymous
+HANDOFF = "herald_handoff"  # the login's one-time code, until the page hands it to the server
+FORGET = "herald_forget_cookie"  # set by logging out: the login page clears the cookie
 TENANT = "herald_tenant"  # the chosen tenant's slug, kept when the URL loses it
 NOTICE = "herald_notice"  # one sentence for the login page (e.g. the session expired)
 
@@ -59,13 +63,24 @@ def db() -> Session:
 
 
 def log_in(user_id: int, now: datetime) -> None:
-    st.session_state[USER_ID] = user_id
-    st.session_state[LAST_SEEN] = st.session_state[LOGGED_IN_AT] = now
+    """Start an admin session for the user who just logged in, in this tab; the next run hands
+    its code to the server for the cookie (`hand_over_cookie`)."""
+    started, code = admin_sessions.start(db(), user_id, now)
+    st.session_state[SESSION_ID], st.session_state[HANDOFF] = started, code
 
 
-def log_out(notice: str | None = None) -> None:
-    """Forget the user (the tenant choice stays in the URL); `notice` shows on the login page."""
-    for key in (USER_ID, LAST_SEEN, LOGGED_IN_AT):
+def log_out(now: datetime) -> None:
+    """End this tab's session on the server, so the user's other tabs ask for a login too; the
+    login page then clears the cookie. The tenant choice stays in the URL."""
+    if SESSION_ID in st.session_state:
+        admin_sessions.end(db(), st.session_state[SESSION_ID], now, Ended.LOGOUT)
+    forget()
+    st.session_state[FORGET] = True
+
+
+def forget(notice: str | None = None) -> None:
+    """Forget this tab's session; `notice` shows on the login page."""
+    for key in (SESSION_ID, HANDOFF):
         st.session_state.pop(key, None)
     if notice:
         st.session_state[NOTICE] = notice
@@ -75,26 +90,43 @@ def take_notice() -> str | None:
     return st.session_state.pop(NOTICE, None)
 
 
+def session_id() -> int | None:
+    """The id of this tab's admin session; None when anonymous."""
+    return st.session_state.get(SESSION_ID)
+
+
 def signed_in(session: Session, now: datetime, idle_minutes: int) -> Viewer | None:
-    """The logged-in viewer, with this interaction recorded; None when anonymous, idle for
-    `idle_minutes`, deactivated or given a new password since logging in (then logged out
-    with a notice)."""
-    user_id = st.session_state.get(USER_ID)
-    if user_id is None:
-        return None
-    if session_expired(st.session_state.get(LAST_SEEN), now, idle_minutes):
-        log_out(f"Your session ended after {idle_minutes} idle minutes; log in again.")
-        return None
+    """The signed-in viewer, with this interaction recorded: this tab's session, or the one the
+    cookie names (a reload, another tab, a link). None when anonymous, or when the session has
+    ended: logged out in another tab, idle for `idle_minutes`, a new password, the account
+    deactivated (then with a notice for the login page)."""
+    if SESSION_ID not in st.session_state:
+        # The cookie as the browser sent it when this tab connected: after a logout here it
+        # names an ended session, which `resume` refuses.
+        token = st.context.cookies.get(session_cookie.COOKIE)  # not a string under AppTest
+        resumed = admin_sessions.resume(session, token if isinstance(token, str) else None)
+        if resumed is None:
+            return None
+        st.session_state[SESSION_ID] = resumed
     try:
-        viewer = load_viewer(session, user_id)
-    except NotFound as exc:
-        log_out(str(exc))
+        return admin_sessions.check(session, st.session_state[SESSION_ID], now, idle_minutes)
+    except SessionEnded as exc:
+        forget(str(exc))
         return None
-    if ended_by_password_change(session.get(User, user_id), st.session_state.get(LOGGED_IN_AT)):
-        log_out("This account's password was changed; log in with the new one.")
-        return None
-    st.session_state[LAST_SEEN] = now
-    return viewer
+
+
+def hand_over_cookie() -> None:
+    """After a login: the page posts the login's one-time code to the server, which answers with
+    the session cookie, HttpOnly (the token never reaches the page). After a logout: it asks the
+    server to clear the cookie. Runs once, as a hidden script."""
+    code, clear = st.session_state.pop(HANDOFF, None), st.session_state.pop(FORGET, False)
+    if code is None and not clear:
+        return
+    # A relative URL: the route is beside the pages, also behind a proxy that adds a prefix.
+    request = ({"method": "POST", "body": code} if code else {"method": "DELETE"})
+    st.html(f"<script>fetch({json.dumps(session_cookie.PATH)}, "
+            f"{json.dumps({**request, 'credentials': 'same-origin'})});</script>",
+            unsafe_allow_javascript=True)
 
 
 def choose_tenant(tenants: Sequence[Tenant], *wanted: str | None) -> Tenant:

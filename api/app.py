@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse
 from api import problems, reports, runs, schedules, unsubscribe
 from api.auth import BEARER, TokenCache, client
 from api.limits import BodyLimit, RateLimit
-from models.db import get_engine
+from models.reachability import broker_problem, database_problem
 from models.settings import get_settings
 from services.access import ApiClient
 
@@ -77,20 +76,7 @@ def _schema_with_bearer(app: FastAPI) -> dict[str, Any]:
 
 def _unready() -> list[str]:
     """One sentence for each of the database and the broker that does not answer."""
-    found = []
-    try:
-        with get_engine().connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as exc:
-        found.append(f"The database at DATABASE_URL does not answer ({type(exc).__name__}).")
-    url = get_settings().redis_url
-    if url and not url.startswith(("amqp://", "amqps://")):
-        import redis
-
-        try:
-            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            client.ping()
-            client.close()
-        except (redis.RedisError, OSError) as exc:
-            found.append(f"Redis at REDIS_URL does not answer ({type(exc).__name__}).")
-    return found
+    settings = get_settings()
+    return [problem for problem in (
+        database_problem(settings.database_url),
+        broker_problem(settings.redis_url) if settings.redis_url else None) if problem]

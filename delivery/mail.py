@@ -155,14 +155,9 @@ class MailSender:
     """An open SMTP channel for one run; connects on the first send, reconnects after a drop."""
 
     def __init__(self, settings: Settings) -> None:
-        if not settings.mail_smtp_host or not settings.mail_from:
-            missing = "MAIL_SMTP_HOST" if not settings.mail_smtp_host else "MAIL_FROM"
-            raise DeliveryError(f"{missing} is not set; set MAIL_SMTP_HOST and MAIL_FROM to send "
-                                f"e-mail.", permanent=True, channel_wide=True)
-        if settings.mail_smtp_user and settings.mail_smtp_pass is None:
-            raise DeliveryError("MAIL_SMTP_USER is set without MAIL_SMTP_PASS; set both, or "
-                                "neither for a relay without login.", permanent=True,
-                                channel_wide=True)
+        unset = settings.channel_unset("email")
+        if unset:
+            raise DeliveryError(unset, permanent=True, channel_wide=True)
         self.settings = settings
         self.from_name, self.from_addr = parseaddr(settings.mail_from)
         self.where = f"{settings.mail_smtp_host}:{settings.mail_smtp_port}"

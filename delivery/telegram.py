@@ -1,15 +1,15 @@
 """Telegram through pyTelegramBotAPI: `sendDocument` per format, with a caption.
 
 `TELEGRAM_API_URL` points telebot at a self-hosted Bot API server (its
-`apihelper.API_URL` is process-wide, and so is the setting). A 429 waits the
-`retry_after` Telegram asks for; "chat not found" and "bot was blocked" are
-permanent. Each document that arrived is recorded before the next is sent, so a
-retry sends only what the chat has not got.
+`apihelper.API_URL` is process-wide, and so is the setting). A 429 is a transient
+failure whose retry waits at least the `retry_after` Telegram asks for (in the
+broker, not here); "chat not found" and "bot was blocked" are permanent. Each
+document that arrived is recorded before the next is sent, so a retry sends only
+what the chat has not got.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import requests
@@ -21,7 +21,6 @@ from delivery.base import Attachment, DeliveryError, Letter, PartSent, Touch
 from models.settings import Settings
 
 CAPTION_LIMIT = 1024
-MAX_WAITS = 5
 _PERMANENT_CHANNEL = {401: "Telegram rejected TELEGRAM_BOT_TOKEN (401 Unauthorized); check the token.",
                       404: "Telegram answered 404 for sendDocument; check TELEGRAM_BOT_TOKEN and "
                            "TELEGRAM_API_URL."}
@@ -48,6 +47,10 @@ def caption(letter: Letter, attachment: Attachment, first: bool) -> str:
 def classify(exc: BaseException) -> DeliveryError:
     if isinstance(exc, apihelper.ApiTelegramException):
         code, text = exc.error_code, exc.description
+        if code == 429:
+            wait = _retry_after(exc)
+            return DeliveryError(f"Telegram asked to wait {wait:g} s (429 Too Many Requests)",
+                                 permanent=False, retry_after=wait)
         if code in _PERMANENT_CHANNEL:
             return DeliveryError(_PERMANENT_CHANNEL[code], permanent=True, channel_wide=True)
         return DeliveryError(f"Telegram refused the document: {code} {text}", permanent=code < 500)
@@ -70,13 +73,12 @@ def _retry_after(exc: apihelper.ApiTelegramException) -> float:
 
 class TelegramSender:
     def __init__(self, settings: Settings) -> None:
-        if settings.telegram_bot_token is None:
-            raise DeliveryError("TELEGRAM_BOT_TOKEN is not set; set it to send to Telegram chats.",
-                                permanent=True, channel_wide=True)
+        unset = settings.channel_unset("telegram")
+        if unset:
+            raise DeliveryError(unset, permanent=True, channel_wide=True)
         apihelper.API_URL = api_url_template(settings.telegram_api_url)
         apihelper.CONNECT_TIMEOUT = apihelper.READ_TIMEOUT = settings.send_timeout_seconds
         self.bot = telebot.TeleBot(settings.telegram_bot_token.get_secret_value(), threaded=False)
-        self.max_wait = settings.delivery_backoff_max_seconds
 
     def send(self, delivery_id: int, recipient: str, letter: Letter, sent_parts: Mapping[str, str],
              touch: Touch, part_sent: PartSent) -> str:
@@ -93,33 +95,15 @@ class TelegramSender:
         return ",".join(ids)
 
     def _send_document(self, chat_id: str, attachment: Attachment, text: str, touch: Touch) -> str:
-        for _ in range(MAX_WAITS):
-            touch()
-            try:
-                with attachment.path.open("rb") as handle:  # opened per attempt: a retry reads from the start
-                    message = self.bot.send_document(
-                        int(chat_id), InputFile(handle, file_name=attachment.filename), caption=text)
-                return str(message.message_id)
-            except apihelper.ApiTelegramException as exc:
-                if exc.error_code != 429:
-                    raise classify(exc) from None
-                wait = _retry_after(exc)
-                if wait > self.max_wait:
-                    raise DeliveryError(f"Telegram asked to wait {wait:g} s (429)", permanent=False,
-                                        retry_after=wait) from None
-                _sleep(wait, touch)
-            except Exception as exc:
-                raise classify(exc) from None
-        raise DeliveryError(f"Telegram answered 429 {MAX_WAITS} times in a row", permanent=False)
+        touch()
+        try:
+            with attachment.path.open("rb") as handle:
+                message = self.bot.send_document(
+                    int(chat_id), InputFile(handle, file_name=attachment.filename), caption=text)
+            return str(message.message_id)
+        except Exception as exc:
+            raise classify(exc) from None
 
     def close(self) -> None:
         """Nothing to close: the HTTP session is telebot's. (`TeleBot.close()` is the Bot API's
         "close" method, which logs the bot out of the server; never call it here.)"""
-
-
-def _sleep(seconds: float, touch: Touch) -> None:
-    """Wait `seconds`, renewing the delivery's lease every few seconds."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 5.0))
-        touch()

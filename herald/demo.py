@@ -135,6 +135,18 @@ def stored_login(directory: Path) -> DemoLogin | None:
     return DemoLogin(data["email"], password, from_environment=password is None)
 
 
+def holds_demo(directory: Path) -> bool:
+    """Whether DIRECTORY holds a demo to continue: its control database exists, has herald's
+    tables (upgraded here when an older herald made them) and the demo tenant. An empty or
+    unrelated file there is not a demo."""
+    url = control_url(directory)
+    if migrate.current_revision(url) is None:
+        return False
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        return session.exec(select(Tenant.id).where(Tenant.slug == DEMO_TENANT)).first() is not None
+
+
 def clear_demo(directory: Path) -> None:
     """Delete what an earlier demo left in `directory`: its history, data and captured messages."""
     directory = Path(directory)

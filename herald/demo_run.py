@@ -29,18 +29,17 @@ from dramatiq.brokers.stub import StubBroker
 
 from herald.capture import LOCALHOST, MailCapture, TelegramCapture, port_is_free
 from herald.demo import (
-    CONTROL_DB,
     DEMO_REPORT,
     DemoLogin,
     clear_demo,
     control_url,
     demo_token,
     describe_schedules,
+    holds_demo,
     new_login,
     seed_demo,
     stored_login,
 )
-from models import migrate
 from models.db import session_scope, utcnow
 from models.errors import HeraldError, InvalidInput, RenderError
 from models.settings import get_settings
@@ -234,14 +233,13 @@ def check_ports(options: DemoOptions) -> None:
 def prepare(options: DemoOptions, say: Callable[[str], None]) -> DemoLogin | None:
     """Seed the demo when it is new or `--reset`; otherwise keep its history."""
     directory = options.directory
-    if options.reset or not (directory / CONTROL_DB).exists():
+    if options.reset or not holds_demo(directory):
         login = new_login(os.environ)  # refused before anything is deleted
         clear_demo(directory)
         seed_demo(directory, login, utcnow())
         say(f"herald demo: created in {directory}"
             + (" (--reset: the earlier history and messages are deleted)" if options.reset else ""))
     else:
-        migrate.upgrade(control_url(directory))  # a demo made by an older herald
         say(f"herald demo: continuing in {directory} (history kept; --reset starts over)")
     login = stored_login(directory)
     email, password = os.environ.get("HERALD_DEMO_EMAIL"), os.environ.get("HERALD_DEMO_PASSWORD")

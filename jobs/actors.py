@@ -22,7 +22,7 @@ from jobs.shards import query_queue
 from jobs.tick import tick
 from models.db import utcnow
 from models.settings import get_settings
-from pipeline.deliver import deliver_run
+from pipeline.deliver import deliver_due
 from pipeline.query import DELIVER, RENDER, query_run
 from pipeline.render import render_run
 
@@ -83,5 +83,10 @@ def render_stage(run_id: int) -> None:
 @dramatiq.actor(queue_name="deliver", max_retries=5, min_backoff=10_000, max_backoff=5 * MINUTE_MS,
                 time_limit=30 * MINUTE_MS)
 def deliver_stage(run_id: int) -> None:
-    """Send to every recipient not yet sent to, and end the run."""
-    deliver_run(run_id)
+    """Send to every recipient that may be sent to now; the rest (retries waiting their backoff)
+    wait in the broker, as this message sent again with a delay, not in this thread. The pass
+    that finds nobody left ends the run."""
+    retry_at = deliver_due(run_id)
+    if retry_at is not None:
+        delay_ms = max(int((retry_at - utcnow()).total_seconds() * 1000), 0)
+        deliver_stage.send_with_options(args=(run_id,), delay=delay_ms)

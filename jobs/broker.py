@@ -10,7 +10,8 @@ middleware module is imported, never emptied by dramatiq, so give each deploymen
 own and clear it when the service starts); the middleware points PROMETHEUS_MULTIPROC_DIR
 there only at process boot, after this package is imported. The `dramatiq` command then
 forks one extra process that serves every worker's figures, summed, on
-`dramatiq_prom_host`:`dramatiq_prom_port` (0.0.0.0:9191). `periodiq` serves nothing.
+HERALD_METRICS_HOST:HERALD_METRICS_PORT (127.0.0.1:9191; `jobs.exposition`, with /health
+beside /metrics). `periodiq` serves nothing.
 prometheus_client picks its storage when it is first imported, so the directory is set
 here, before `pipeline.metrics` is: herald's counters and histograms then land in the same
 files and the same exposition.
@@ -60,15 +61,18 @@ def build_broker(settings: Settings, worker: bool = False) -> dramatiq.Broker:
 
 
 def worker_metrics() -> Middleware:
-    """dramatiq's Prometheus middleware, with herald's metrics sent to the same directory.
+    """dramatiq's Prometheus middleware, with herald's metrics sent to the same directory and
+    herald's server (/metrics and /health, `jobs.exposition`) forked instead of dramatiq's.
 
     Only worker processes boot it (`after_process_boot`); periodiq carries it unused.
     """
-    from dramatiq.middleware.prometheus import DB_PATH, Prometheus
+    from dramatiq.middleware.prometheus import DB_PATH
+
+    from jobs.exposition import WorkerMetrics
 
     for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
         os.environ[name] = DB_PATH  # as the middleware sets them, only earlier
-    return Prometheus()
+    return WorkerMetrics()
 
 
 def install_broker(settings: Settings, worker: bool = False) -> dramatiq.Broker:

@@ -32,11 +32,13 @@ import orjson
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
+from pika.exceptions import AMQPError
 from redis.exceptions import RedisError
 
 from jobs.broker import installed_broker
 from jobs.shards import query_queue, shard_for
 from models.errors import BrokerUnavailable
+from models.reachability import broker_name, broker_problem, reason
 from models.settings import get_settings
 
 CHUNK = 2000
@@ -56,6 +58,15 @@ def dispatch_runs(runs: Sequence[QueuedRun]) -> None:
     enqueue_runs(runs)
 
 
+def check_broker() -> None:
+    """Raise BrokerUnavailable unless the broker answers now (`models.reachability`). Embedded
+    (no REDIS_URL) there is none to ask."""
+    url = get_settings().redis_url
+    problem = broker_problem(url) if url else None
+    if problem:
+        raise BrokerUnavailable(problem.rstrip("."))
+
+
 def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
     """Send each run's query stage to its tenant's shard queue on the installed broker, whatever
     it is: `herald demo` runs Dramatiq workers on the in-process broker and enqueues this way."""
@@ -73,9 +84,9 @@ def enqueue_runs(runs: Sequence[QueuedRun]) -> None:
         calls.append((queues[tenant_id], (run_id,)))
     try:
         send_many(broker, query_stage, calls)
-    except (RedisError, OSError, dramatiq.errors.BrokerError) as exc:
-        raise BrokerUnavailable(f"The broker at REDIS_URL does not answer "
-                                f"({type(exc).__name__})") from None
+    except (RedisError, OSError, dramatiq.errors.BrokerError, AMQPError) as exc:
+        raise BrokerUnavailable(f"{broker_name(get_settings().redis_url or '')} does not answer "
+                                f"({reason(exc)})") from None
 
 
 def send_many(broker: dramatiq.Broker, actor: dramatiq.Actor, calls: Sequence[Call]) -> None:

@@ -8,6 +8,7 @@ workers' metrics directory before herald's metrics are defined: `jobs.broker`).
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import dramatiq
@@ -37,14 +38,26 @@ def imported_by_worker_command(module: str) -> bool:
 
 
 def boot() -> dramatiq.Broker:
-    """Make this process a worker: herald's log format and level, the broker from the settings
-    (with the workers' metrics), and the actors declared on it. Returns the broker."""
+    """Make this process a worker: herald's log format and level (a broker outage one sentence
+    per backoff, `jobs.outage`), the broker from the settings (with the workers' metrics and
+    health), and the actors declared on it. Returns the broker."""
     settings = get_settings()
-    configure_logging(settings)
+    handler = configure_logging(settings)
+    if settings.redis_url is not None:
+        handler.addFilter(outage_log(settings.redis_url))
     broker = install_broker(settings, worker=True)
     import jobs.actors  # noqa: F401 - declares the actors on `broker`
 
     return broker
+
+
+def outage_log(broker_url: str) -> logging.Filter:
+    """The filter that turns dramatiq's per-queue connection errors into `jobs.outage`'s
+    sentences about the broker at `broker_url`."""
+    from jobs.outage import BrokerOutageLog
+    from models.reachability import broker_name, broker_problem
+
+    return BrokerOutageLog(lambda: broker_problem(broker_url), broker_name(broker_url))
 
 
 class CloseBrowsers(Middleware):

@@ -250,7 +250,8 @@ class ReportDefinition(_Strict):
 
     def queries(self) -> list[tuple[str, str]]:
         """Each query with the field path that holds it."""
-        found = [(f"sections[{i}].sql", section.sql) for i, section in enumerate(self.sections)]
+        found = [(f"{section_name(i, section.title)}.sql", section.sql)
+                 for i, section in enumerate(self.sections)]
         if self.csv is not None:
             found.append(("csv.sql", self.csv.sql))
         if isinstance(self.send_if, SqlCondition):
@@ -270,15 +271,25 @@ def babel_locale(code: str) -> Locale:
     return locale
 
 
+def section_name(index: int, title: Any = None) -> str:
+    """The section at `index` (from 0) as every message names it: counted from one, with its
+    title when it has one, `section 2 ("Revenue by day")`."""
+    named = f"section {index + 1}"
+    return f'{named} ("{title}")' if isinstance(title, str) and title else named
+
+
 def bind_names(sql: str) -> set[str]:
     """The `:name` parameters a query binds, as SQLAlchemy's `text()` reads them."""
     return set(sa.text(sql).compile().params)
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def _field_path(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     path = ""
     for i, part in enumerate(loc):
-        if isinstance(part, int):
+        if i == 1 and loc[0] == "sections" and isinstance(part, int):
+            section = data["sections"][part] if isinstance(data.get("sections"), list) else None
+            path = section_name(part, section.get("title") if isinstance(section, dict) else None)
+        elif isinstance(part, int):
             path += f"[{part}]"
         elif i and isinstance(loc[i - 1], int) and part in ("kpi", "chart", "table"):
             continue  # pydantic names the union member here; the user wrote no such key
@@ -310,7 +321,7 @@ def parse_definition(data: Any, source: str = "report") -> ReportDefinition:
         loc = tuple(error["loc"])
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
-        where = _field_path(loc)
+        where = _field_path(loc, data)
         # Model-level checks already name the field in their message.
         raise InvalidInput(f"{source}: {where + ' ' if where else ''}{_describe(error)}.") from None
 

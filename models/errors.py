@@ -52,6 +52,33 @@ class LoginRefused(HeraldError):
     account); the message is the same for every reason, so it reveals none of them."""
 
 
+class SessionEnded(HeraldError):
+    """Raised when an admin session has ended (logged out, idle, a new password, the account
+    deactivated); the message says why and to log in again."""
+
+
 class BrokerUnavailable(HeraldError):
     """Raised when a run's message could not be handed to the broker (Redis, RabbitMQ).
     Transient: the message says what became of the run."""
+
+
+def unreachable_service(exc: BaseException) -> str | None:
+    """One sentence for an error raised because herald's database or broker could not be used
+    (down, refusing, a wrong URL): which one, the driver's own first line, and what to check.
+    None for any other error."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and isinstance(
+            exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        return (f"herald's database could not be used ({_first_line(exc.orig)}); check that it is "
+                f"running and that DATABASE_URL points at it.")
+    module = type(exc).__module__.split(".")[0]
+    if module in ("redis", "pika", "dramatiq") or isinstance(exc, ConnectionError):
+        return (f"The broker at REDIS_URL could not be used ({_first_line(exc) or type(exc).__name__}); "
+                f"check that it is running and that REDIS_URL points at it.")
+    return None
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0].rstrip(".") if text else ""

@@ -83,6 +83,9 @@ def configure_logging(settings: Settings | None = None, stream: IO[str] | None =
             root.removeHandler(old)
     root.addHandler(handler)
     logging.getLogger("herald").setLevel(settings.log_level.upper())
+    # pika logs each failed connection to RabbitMQ at ERROR, seven lines with a traceback; the
+    # exception it then raises is what herald reports, in one sentence.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     return handler
 
 

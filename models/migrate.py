@@ -24,18 +24,50 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Create or migrate herald's tables; a SQLite file is created, in a directory that exists."""
+    from models.errors import HeraldError
+
+    path = sqlite_file(url)
+    if path is not None and not path.parent.is_dir():
+        raise HeraldError(f"The directory {path.parent} of DATABASE_URL's SQLite file does not "
+                          f"exist; create it, or correct DATABASE_URL.")
     command.upgrade(alembic_config(url), revision)
 
 
-def require_current(url: str | None = None) -> None:
-    """Refuse, with what to run, a database whose schema is older (or newer) than this herald."""
+def current_revision(url: str | None = None) -> str | None:
+    """The schema revision the database is at; None when it has no herald tables, or when it
+    is a SQLite file that does not exist (which is not created)."""
     from alembic.runtime.migration import MigrationContext
 
     from models.db import get_engine
+
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return None
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def sqlite_file(url: str | None = None) -> Path | None:
+    """The file of a SQLite URL (None for other databases and SQLite in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url or get_settings().database_url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def require_current(url: str | None = None) -> None:
+    """Refuse, with what to run, a database whose schema is older (or newer) than this herald,
+    or a SQLite file that does not exist (without creating it)."""
     from models.errors import HeraldError
 
-    with get_engine(url).connect() as conn:
-        found = MigrationContext.configure(conn).get_current_revision()
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise HeraldError(f"There is no database at {path} (DATABASE_URL); run `herald db upgrade` "
+                          f"to create one there, or correct DATABASE_URL.")
+    found = current_revision(url)
     head = current_head()
     if found != head:
         where = "has no herald tables" if found is None else f"is at schema revision {found}"

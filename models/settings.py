@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     admin_idle_minutes: int = Field(
         30, ge=1, le=24 * 60, validation_alias=_env("HERALD_ADMIN_IDLE_MINUTES")
     )
+    # Where a `dramatiq jobs` worker serves /metrics and /health: this host only, unless told
+    # otherwise (0.0.0.0 in a container Prometheus scrapes). Each worker on one host needs its
+    # own port. dramatiq's own names (dramatiq_prom_host, dramatiq_prom_port) are read too.
+    metrics_host: str = Field("127.0.0.1", validation_alias=AliasChoices(
+        "HERALD_METRICS_HOST", "herald_metrics_host", "dramatiq_prom_host"))
+    metrics_port: int = Field(9191, ge=1, le=65535, validation_alias=AliasChoices(
+        "HERALD_METRICS_PORT", "herald_metrics_port", "dramatiq_prom_port"))
     # Log lines as text for people, or one JSON object per line for a log collector.
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("HERALD_LOG_FORMAT"))
     # The level of herald's own loggers ("herald.*"); libraries keep theirs.
@@ -159,6 +166,9 @@ class Settings(BaseSettings):
     # Where people reach `herald api` (e.g. https://reports.example.com): every e-mail then
     # carries a one-click unsubscribe link there. Unset: no link.
     public_url: str | None = Field(None, validation_alias=_env("HERALD_PUBLIC_URL"))
+    # Where people reach `herald admin` (e.g. https://reports.example.com/admin): the e-mails
+    # telling tenant admins that herald paused a schedule then link to its failed run.
+    admin_url: str | None = Field(None, validation_alias=_env("HERALD_ADMIN_URL"))
 
     @field_validator("database_url")
     @classmethod
@@ -179,6 +189,17 @@ class Settings(BaseSettings):
             raise ValueError("a JWT key needs HERALD_JWT_ISSUER and HERALD_JWT_AUDIENCE too: "
                              "herald checks both")
         return self
+
+    @field_validator("admin_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be the admin's address with no query, e.g. "
+                             "https://reports.example.com/admin or http://127.0.0.1:8501")
+        return url.rstrip("/")
 
     @field_validator("public_url")
     @classmethod
@@ -217,6 +238,20 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must name at least one shard, e.g. shard-a,shard-b")
         return value
+
+    def channel_unset(self, channel: str) -> str | None:
+        """Why `channel` ("email", "telegram") cannot send with these settings, as the sentence
+        to show; None when it is configured."""
+        if channel == "email":
+            if not self.mail_smtp_host or not self.mail_from:
+                missing = "MAIL_SMTP_HOST" if not self.mail_smtp_host else "MAIL_FROM"
+                return f"{missing} is not set; set MAIL_SMTP_HOST and MAIL_FROM to send e-mail."
+            if self.mail_smtp_user and self.mail_smtp_pass is None:
+                return ("MAIL_SMTP_USER is set without MAIL_SMTP_PASS; set both, or neither for a "
+                        "relay without login.")
+        if channel == "telegram" and self.telegram_bot_token is None:
+            return "TELEGRAM_BOT_TOKEN is not set; set it to send to Telegram chats."
+        return None
 
 
 _ENV_NAMES = {

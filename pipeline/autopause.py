@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -118,11 +119,17 @@ def notices(session: Session, schedule: Schedule, reason: str, failed: list[int]
     tenant = session.get(Tenant, schedule.tenant_id)
     when = describe_or_none(schedule.cron) or schedule.cron
     subject = f"herald paused “{report.title}” (schedule {schedule.id})"
+    admin = get_settings().admin_url  # links to the run and the schedules, when it is known
+    links = "" if not admin else (
+        f"  The last failed run: {admin}/history?"
+        f"{urllib.parse.urlencode({'run': failed[0], 'tenant': tenant.slug})}\n"
+        f"  The schedules: {admin}/schedules?{urllib.parse.urlencode({'tenant': tenant.slug})}\n")
     body = (
         f"herald paused schedule {schedule.id} of {tenant.name}: “{report.title}”, "
         f"{when} ({schedule.timezone}).\n\n"
         f"{reason}\n\n"
         f"The runs that failed, newest first: {', '.join(map(str, failed))}.\n"
+        f"{links}"
         f"It does not fire again until it is resumed. Fix the cause, then resume it:\n"
         f"  - in herald's admin: Schedules, pick schedule {schedule.id}, press Resume; or\n"
         f"  - from a shell: herald schedule resume {schedule.id}\n\n"

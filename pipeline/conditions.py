@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from models.definition import ReportDefinition, RowsCondition, SendIf, SqlCondition
+from models.definition import ReportDefinition, RowsCondition, SendIf, SqlCondition, section_name
 from models.errors import QueryError
 from tenantdb import TenantSource
 
@@ -31,7 +31,7 @@ def unmet(source: TenantSource, send_if: SendIf, definition: ReportDefinition,
     if isinstance(send_if, RowsCondition):
         index, section = next((i, s) for i, s in enumerate(definition.sections)
                               if s.title == send_if.rows)
-        _, row = source.first_row(section.sql, params, where=f"sections[{index}] ({section.title!r})")
+        _, row = source.first_row(section.sql, params, where=section_name(index, section.title))
         if row is None:
             return (f"Section {section.title!r} returned no rows, and this report is sent only when "
                     f"it does (send_if: rows: {section.title}).")

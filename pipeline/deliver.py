@@ -7,6 +7,11 @@ redelivered message or a second worker finds only what is still pending; a row
 whose worker died can be taken again when its lease runs out, and e-mail
 resends carry the same Message-ID. Transient failures wait a capped
 exponential backoff; permanent ones are recorded at once.
+
+A worker never waits for a retry: `deliver_due` sends what may be sent now and
+returns when the next attempt is due, and the deliver actor sends itself a delayed
+message for then, so a worker stops within seconds even in an outage. `deliver_run`
+(the embedded mode, `herald run`) waits here between passes instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,44 +44,63 @@ from pipeline.deliveries import (
     planned_recipients,
     record_part,
     take_deliveries,
+    takeable_channels,
 )
-from pipeline.leases import holding_lease, lease_length, still_running
+from pipeline.leases import holding_lease, lease_length, renew_lease, still_running
 from pipeline.letter import build_letter, fitted_letter, with_unsubscribe
 from pipeline.lifecycle import end_run
 
 log = logging.getLogger("herald.deliver")
 TAKE_BATCH = 25
+MIN_WAIT = timedelta(milliseconds=250)  # between passes over a run, whatever the clocks say
+POLL_S = 5.0
 
 
 def deliver_run(run_id: int) -> None:
-    """Send whatever of the run is not yet sent (the run must still be RUNNING, this worker's),
-    then end the run from its deliveries."""
+    """Send to every recipient of the run not yet sent to, waiting here for retries, then end
+    the run from its deliveries (the run must still be RUNNING)."""
+    while (retry_at := deliver_due(run_id)) is not None:
+        # Another worker's lease may end early (it finished): look again every few seconds.
+        time.sleep(min(max((retry_at - utcnow()).total_seconds(), 0.0), POLL_S))
+
+
+def deliver_due(run_id: int) -> datetime | None:
+    """Send whatever of the run may be sent now (the run must still be RUNNING). Returns when
+    its next pending delivery may be tried (a retry's backoff, another worker's lease), holding
+    the run until a lease after that; or None when none is pending (the run has ended)."""
     if not still_running(run_id):
-        return
-    with holding_lease(run_id, lease_length()):
-        _deliver(run_id)
+        return None
+    lease = lease_length()
+    with holding_lease(run_id, lease):
+        retry_at = _deliver(run_id)
+    if retry_at is not None:  # the tick must not take a run waiting for its retry for abandoned
+        now = utcnow()
+        renew_lease(run_id, now, retry_at - now + lease)
+    return retry_at
 
 
-def _deliver(run_id: int) -> None:
+def _deliver(run_id: int) -> datetime | None:
     settings = get_settings()
     with session_scope(locking=True) as session:  # reads then writes: on SQLite, take the lock first
         run = session.get(ReportRun, run_id)
         schedule = session.get(Schedule, run.schedule_id)
         plan_deliveries(session, run_id, planned_recipients(session, schedule, run))
-    # The run's documents (and their zips) are spooled here once, and removed after sending.
+    # The run's documents (and their zips) are spooled here for this pass, and removed after it.
     with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
         _deliver_pending(run_id, settings, Path(spool))
-    end_from_deliveries(run_id)
+    retry_at = next_attempt_at(run_id)
+    if retry_at is None:
+        end_from_deliveries(run_id)
+        return None
+    return max(retry_at, utcnow() + MIN_WAIT)
 
 
 def _deliver_pending(run_id: int, settings: Settings, directory: Path) -> None:
-    """Send on every channel that still has pending deliveries, documents read from `directory`."""
+    """Send on every channel with deliveries that may be taken now (none leased by another
+    worker, none waiting for its retry), documents read from `directory`."""
     with session_scope() as session:
         run = session.get(ReportRun, run_id)
-        channels = session.execute(
-            sa.select(DELIVERIES.c.channel).where(DELIVERIES.c.run_id == run_id,
-                                                  DELIVERIES.c.status == DeliveryStatus.PENDING)
-            .distinct()).scalars().all()
+        channels = takeable_channels(session, run_id, utcnow())
         if not channels:
             return
         letter = build_letter(session, run, directory)
@@ -101,16 +125,10 @@ def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Set
         fail_pending(run_id, channel, str(exc))
         return
     try:
-        while True:
-            batch = take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH)
-            if not batch:
-                stamper.flush()
-                if not _wait_for_pending(run_id, channel):
-                    return
-                continue
+        while batch := take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH):
             if not _send_batch(batch, channel, sender, letter, settings, stamper, lease):
-                stamper.flush()
-                return
+                break
+        stamper.flush()
     finally:
         sender.close()
 
@@ -151,19 +169,16 @@ def _send_batch(batch: list[Taken], channel: Channel, sender: Sender, letter: Le
     return True
 
 
-def _wait_for_pending(run_id: int, channel: Channel) -> bool:
-    """Sleep until the earliest pending delivery may be taken again; False when none is pending."""
+def next_attempt_at(run_id: int) -> datetime | None:
+    """When the run's earliest pending delivery may be taken again (its retry is due, or the
+    lease of the worker holding it runs out); None when none is pending."""
     with session_scope() as session:
-        pending = session.execute(
+        count, earliest = session.execute(
             sa.select(sa.func.count(), sa.func.min(DELIVERIES.c.lease_expires_at))
-            .where(DELIVERIES.c.run_id == run_id, DELIVERIES.c.channel == channel.value,
-                   DELIVERIES.c.status == DeliveryStatus.PENDING)).one()
-    count, earliest = pending
+            .where(DELIVERIES.c.run_id == run_id, DELIVERIES.c.status == DeliveryStatus.PENDING)).one()
     if not count:
-        return False
-    wait = (earliest - utcnow()).total_seconds() if earliest else 0.0
-    time.sleep(min(max(wait, 0.05), 5.0))
-    return True
+        return None
+    return earliest or utcnow()
 
 
 def end_from_deliveries(run_id: int) -> None:

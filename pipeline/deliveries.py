@@ -74,10 +74,18 @@ class Taken:
     parts: dict[str, str]
 
 
-def _takeable(run_id: int, channel: Channel, now: datetime) -> Any:
-    return sa.and_(DELIVERIES.c.run_id == run_id, DELIVERIES.c.channel == channel.value,
+def _takeable(run_id: int, channel: Channel | None, now: datetime) -> Any:
+    """Pending, and not leased (or its lease, or the wait for its retry, is over); on `channel`."""
+    on_channel = () if channel is None else (DELIVERIES.c.channel == channel.value,)
+    return sa.and_(DELIVERIES.c.run_id == run_id, *on_channel,
                    DELIVERIES.c.status == DeliveryStatus.PENDING,
                    sa.or_(DELIVERIES.c.lease_expires_at.is_(None), DELIVERIES.c.lease_expires_at < now))
+
+
+def takeable_channels(session: Session, run_id: int, now: datetime) -> list[Channel]:
+    """The channels on which the run has deliveries that may be taken now."""
+    return [Channel(c) for c in session.execute(
+        sa.select(DELIVERIES.c.channel).where(_takeable(run_id, None, now)).distinct()).scalars()]
 
 
 def take_deliveries(run_id: int, channel: Channel, now: datetime, lease: timedelta,

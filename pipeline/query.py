@@ -18,7 +18,14 @@ from sqlmodel import Session
 from models.artifacts import QUERY_RESULT, run_artifact, store_artifact
 from models.base import Format
 from models.db import session_scope, utcnow
-from models.definition import ChartSection, KpiSection, ReportDefinition, SendIf, TableSection
+from models.definition import (
+    ChartSection,
+    KpiSection,
+    ReportDefinition,
+    SendIf,
+    TableSection,
+    section_name,
+)
 from models.errors import InvalidInput, QueryError
 from models.periods import Period, explicit, latest_complete, period_for
 from models.reports import Report
@@ -117,7 +124,7 @@ def read_sections(source: TenantSource, definition: ReportDefinition,
     settings = get_settings()
     results = []
     for i, section in enumerate(definition.sections):
-        where = f"sections[{i}] ({section.title!r})"
+        where = section_name(i, section.title)
         cap = {KpiSection: 1, ChartSection: CHART_MAX_ROWS}.get(type(section))
         if isinstance(section, TableSection):
             cap = section.max_rows or settings.pdf_table_max_rows

@@ -4,7 +4,8 @@ Login: argon2 passwords against `app_user`. After MAX_FAILURES failed logins in 
 account is locked for LOCK_MINUTES; during the lock even the right password is refused, and
 attempts neither count nor extend it. The counter and the lock live in `app_user`
 (`failed_logins`, `locked_until`), so a restart does not reset them; a success resets the
-counter and stamps `last_login_at`. A password change ends the user's other sessions.
+counter and stamps `last_login_at`. A password change ends the user's other admin sessions
+(`services.admin_sessions`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
+from models.admin_sessions import Ended
 from models.errors import InvalidInput, LoginRefused, NotFound, PermissionDenied
 from models.recipients import normalise_email
 from models.tenancy import Membership, Tenant, User
+from services import admin_sessions
 from services.access import Operator, Viewer, Who
 
 MIN_PASSWORD = 8  # characters
@@ -70,9 +73,10 @@ def verify_password(user: User, password: str) -> bool:
         return False
 
 
-def set_password(user: User, password: str, now: datetime) -> None:
-    """Give `user` a new password (not the current one), lift any lockout, and end their other
-    admin sessions: those logged in before `now`."""
+def set_password(session: Session, user: User, password: str, now: datetime,
+                 keep: int | None = None) -> None:
+    """Give `user` a new password (not the current one), lift any lockout, and end their admin
+    sessions but `keep` (the one that changed it, if any)."""
     check_password(password)
     if verify_password(user, password):
         raise InvalidInput("The new password is the same as the current one; choose a "
@@ -80,6 +84,7 @@ def set_password(user: User, password: str, now: datetime) -> None:
     user.password_hash = HASHER.hash(password)
     user.password_changed_at = now
     user.failed_logins, user.locked_until = 0, None
+    admin_sessions.end_all(session, user.id, now, Ended.PASSWORD, keep=keep)
 
 
 def reset_password(session: Session, who: Who, email: str, password: str | None,
@@ -95,7 +100,7 @@ def reset_password(session: Session, who: Who, email: str, password: str | None,
         raise NotFound(f"No user has the e-mail {address}; check the address, or create the "
                        f"user with `herald user add`.")
     generated = secrets.token_urlsafe(12) if password is None else None
-    set_password(user, password or generated, now)
+    set_password(session, user, password or generated, now)
     session.flush()
     return address, generated
 
@@ -121,18 +126,6 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     session.commit()
     return user.id
-
-
-def ended_by_password_change(user: User, logged_in_at: datetime | None) -> bool:
-    """Whether a session of `user` logged in at `logged_in_at` (None: before herald noted it)
-    predates their last password change."""
-    changed = user.password_changed_at
-    return changed is not None and (logged_in_at is None or logged_in_at < changed)
-
-
-def session_expired(last_seen: datetime | None, now: datetime, idle_minutes: int) -> bool:
-    """Whether a session last used at `last_seen` (None: never) has been idle too long."""
-    return last_seen is None or now - last_seen >= timedelta(minutes=idle_minutes)
 
 
 def _locked(user: User, now: datetime) -> bool:
@@ -189,10 +182,10 @@ def my_account(session: Session, viewer: Viewer) -> Account:
 
 
 def change_own_password(session: Session, viewer: Viewer, current: str, new: str, confirm: str,
-                        now: datetime) -> None:
+                        now: datetime, keep: int | None = None) -> None:
     """The signed-in user's new password. The current one is checked as a login is: a wrong
     one counts towards the lockout (a session left open is not a way to guess it). Commits;
-    every other session of the user ends (`ended_by_password_change`)."""
+    every admin session of the user ends but `keep` (the one asking)."""
     user = session.get(User, viewer.user_id)
     if _locked(user, now):
         raise InvalidInput(f"Too many wrong passwords in a row: password changes are locked for "
@@ -204,5 +197,5 @@ def change_own_password(session: Session, viewer: Viewer, current: str, new: str
     if new != confirm:
         raise InvalidInput("The new password and its confirmation differ; type the new one "
                            "twice.")
-    set_password(user, new or "", now)
+    set_password(session, user, new or "", now, keep=keep)
     session.commit()

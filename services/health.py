@@ -2,6 +2,11 @@
 alive, is anything due or stuck, are deliveries failing, what is queued, and did the render
 browsers start.
 
+Two kinds of finding. A *problem* means herald cannot do its job (no tick, work due or stuck,
+no broker or workers, no render browser): what a container's healthcheck restarts on
+(`herald health --live`). An *attention* item is for an operator to look at while the rest
+runs: a channel failing, or schedules that send on a channel that is not configured.
+
 The figures are herald's, system-wide, and carry no tenant's names or recipients; only
 `tenant_stuck_runs` reads a tenant's rows, for someone who may read them. Everything is read
 at `now`, given by the caller; nothing here guesses what it cannot read: a value that cannot
@@ -25,8 +30,9 @@ from models.errors import RenderError
 from models.health import RenderBrowserStatus, TickHeartbeat, read_render_browsers
 from models.reports import Report
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
-from models.schedules import Schedule
+from models.schedules import Schedule, ScheduleRecipient
 from models.settings import Settings, get_settings
+from models.tenancy import TenantRecipient
 from models.text import duration_text
 from services.access import Action, Who, require
 
@@ -75,7 +81,8 @@ class ChannelFailures:
 
 @dataclass
 class HealthReport:
-    """herald's health at `now`; healthy when `problems` is empty."""
+    """herald's health at `now`: healthy (live) when `problems` is empty; `attention` lists
+    what an operator should look at meanwhile."""
 
     now: datetime
     last_tick_at: datetime | None
@@ -90,6 +97,7 @@ class HealthReport:
     # Each render process's Chromium, from Redis; None when unknown (no Redis, or unreadable).
     render_browsers: list[RenderBrowserStatus] | None
     problems: list[str]
+    attention: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -134,10 +142,11 @@ def check_health(session: Session, now: datetime, broker_info: BrokerInfo | None
         shown = ", ".join(str(i) for i in stuck[:STUCK_LISTED]) + (", …" if len(stuck) > STUCK_LISTED else "")
         problems.append(f"{len(stuck)} runs are stuck (queued past {settings.requeue_after_seconds} s "
                         f"or with an expired lease): {shown}.")
+    attention = unconfigured_channels(session, settings)
     for channel in failures:
         if channel.failure_rate is not None and channel.failure_rate >= settings.health_failure_rate:
-            problems.append(f"{channel.failed} of {channel.sent + channel.failed} {channel.channel} "
-                            f"deliveries failed in the last 24 h ({channel.failure_rate:.0%}).")
+            attention.append(f"{channel.failed} of {channel.sent + channel.failed} {channel.channel} "
+                             f"deliveries failed in the last 24 h ({channel.failure_rate:.0%}).")
     if broker_info is not None:
         problems += _broker_problems(broker_info)
     for browser in render_browsers or []:
@@ -150,7 +159,34 @@ def check_health(session: Session, now: datetime, broker_info: BrokerInfo | None
         last_tick_duration_ms=beat.duration_ms if beat else None,
         last_tick_host=beat.host if beat else None, schedules=schedules, due_not_claimed=due,
         stuck_runs=stuck, failures=failures, broker=broker_info, render_browsers=render_browsers,
-        problems=problems)
+        problems=problems, attention=attention)
+
+
+def unconfigured_channels(session: Session, settings: Settings) -> list[str]:
+    """One sentence per channel that schedules send on (it is one of theirs, with recipients of
+    their own or the tenant's on it) but the settings do not configure, naming those schedules
+    by id (this is system-wide): active ones, and those herald paused (it may have been why)."""
+    found = []
+    for channel in ("email", "telegram"):
+        unset = settings.channel_unset(channel)
+        if unset is None:
+            continue
+        someone = sa.or_(
+            sa.exists().where(ScheduleRecipient.schedule_id == SCHEDULES.c.id,
+                              ScheduleRecipient.channel == channel),
+            sa.exists().where(TenantRecipient.tenant_id == SCHEDULES.c.tenant_id,
+                              TenantRecipient.channel == channel))
+        ids = [i for i, channels in session.execute(
+            sa.select(SCHEDULES.c.id, SCHEDULES.c.channels).where(
+                sa.or_(SCHEDULES.c.active.is_(True), SCHEDULES.c.paused_reason.is_not(None)),
+                SCHEDULES.c.deleted_at.is_(None), someone)
+            .order_by(SCHEDULES.c.id)) if channel in (channels or [])]
+        if ids:
+            shown = ", ".join(map(str, ids[:STUCK_LISTED])) + (", …" if len(ids) > STUCK_LISTED else "")
+            name = "e-mail" if channel == "email" else "Telegram"
+            found.append(f"{len(ids)} schedules send on {name} ({shown}), which cannot send: "
+                         f"{unset}")
+    return found
 
 
 def stuck_run_ids(session: Session, now: datetime, requeue_after_seconds: int) -> list[int]:

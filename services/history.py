@@ -130,7 +130,7 @@ def run_story(session: Session, who: Who, run_id: int, *,
 
 def document(session: Session, who: Who, run_id: int, kind: str, *,
              now: datetime) -> DocumentContent:
-    """The bytes of one of the run's documents (pdf or csv) while it is retained."""
+    """The bytes of one of the run's documents (pdf, csv or xlsx) while it is retained."""
     owned(session, who, ReportRun, run_id, "run", Action.READ)
     artifact = run_artifact(session, run_id, kind) if kind != QUERY_RESULT else None
     if artifact is None:

@@ -21,6 +21,7 @@ from models.definition import ReportDefinition, parse_definition_text
 from models.errors import InvalidInput, NotFound
 from models.reports import Report
 from models.tenancy import Tenant
+from pipeline.query import export_params
 from services.access import Action, Who, owned, require
 from tenantdb import check_report
 
@@ -41,7 +42,7 @@ class ReportSummary:
     slug: str
     title: str
     sections: int
-    formats: tuple[str, ...]  # "pdf" when it has sections, "csv" when it has a csv query
+    formats: tuple[str, ...]  # "pdf" when it has sections, "csv" and "xlsx" when it has a csv query
     updated_at: datetime      # last saved (created, if never updated)
 
 
@@ -64,7 +65,7 @@ def list_reports(session: Session, who: Who, tenant_id: int) -> list[ReportSumma
 
 def _summary(report: Report) -> ReportSummary:
     sections = len(report.definition.get("sections") or [])
-    formats = (("pdf",) if sections else ()) + (("csv",) if report.definition.get("csv") else ())
+    formats = (("pdf",) if sections else ()) + (("csv", "xlsx") if report.definition.get("csv") else ())
     return ReportSummary(id=report.id, slug=report.slug, title=report.title, sections=sections,
                          formats=formats, updated_at=report.updated_at or report.created_at)
 
@@ -130,7 +131,7 @@ def save_report_text(session: Session, who: Who, tenant_id: int, text: str,
     if report_id is not None and definition.slug != editing.slug:
         raise InvalidInput(f"{source}: slug must stay {editing.slug!r} when editing that report; "
                            f"upload the text as a new report to use slug {definition.slug!r}.")
-    report, created = save_report(session, who, session.get(Tenant, tenant_id), definition)
+    report, created = save_report(session, who, session.get(Tenant, tenant_id), definition, source)
     return SavedReport(id=report.id, slug=report.slug, title=report.title, created=created)
 
 
@@ -150,22 +151,28 @@ def get_report(session: Session, who: Who, tenant: Tenant, slug: str) -> Report:
     return report
 
 
-def save_report(session: Session, who: Who, tenant: Tenant,
-                definition: ReportDefinition) -> tuple[Report, bool]:
+def save_report(session: Session, who: Who, tenant: Tenant, definition: ReportDefinition,
+                source: str | None = None) -> tuple[Report, bool]:
     """Create the report, or update the one with the same slug. Returns (report, created).
 
-    When the tenant has a data source, it first describes each query (no rows are read),
-    so SQL that is not one SELECT, or lacks a column its section shows, is refused here.
+    When the tenant has a data source, it first describes each query bound as a run of the
+    latest period binds it (no rows are read), so SQL that is not one SELECT, or lacks a
+    column its section shows, is refused here; errors name `source` (the file) when given.
     The change (title and definition, old → new) is recorded as who made it.
     """
     require(who, tenant.id, Action.EDIT)
+    named = f"{source}: " if source else ""
     if definition.refresh and not tenant.refresh_url:
-        raise InvalidInput(f"The report refreshes {', '.join(definition.refresh)} before its queries, "
-                           f"and tenant {tenant.slug!r} granted no refresh data source; grant one with "
-                           f"`herald tenant grant-refresh {tenant.slug} --url <the views' owner's "
-                           f"PostgreSQL URL>`, or remove refresh:.")
+        raise InvalidInput(f"{named}The report refreshes {', '.join(definition.refresh)} before its "
+                           f"queries, and tenant {tenant.slug!r} granted no refresh data source; grant "
+                           f"one with `herald tenant grant-refresh {tenant.slug} --url <the views' "
+                           f"owner's PostgreSQL URL>`, or remove refresh:.")
     if tenant.datasource_url:
-        check_report(tenant.datasource_url, definition)
+        try:
+            check_report(tenant.datasource_url, definition,
+                         export_params(definition, tenant.timezone, utcnow()))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{named}{exc}") from None
     data = definition.model_dump(mode="json", exclude_none=True)
     for key, default in (("send_if", "always"), ("refresh", [])):  # unused options stay unwritten
         if data.get(key) == default:

@@ -87,9 +87,12 @@ def run_here(session: Session, who: Who, schedule_id: int, *, now: datetime) -> 
 def _send(session: Session, schedule: Schedule, run: ReportRun, dispatch: Dispatch | None,
           action: str, actor: str, changes: dict[str, list[Any]]) -> SentRun:
     """Record the send among the schedule's changes, commit it with the new run, dispatch the
-    run and read back its status. A run whose message the broker did not take is removed again,
-    with its record (the tick must not send it later: the caller is told it was not sent)."""
+    run and read back its status. The broker is asked first; a run whose message it then did
+    not take after all is removed again, with its record (the tick must not send it later: the
+    caller is told it was not sent)."""
     run_id, test = run.id, run.test
+    if dispatch is None:
+        _ask_broker("nothing was sent or queued: send again once it answers.")
     event = record_change(session, schedule.tenant_id, "schedule", schedule.id, action, actor, changes)
     try:
         status = _commit_and_dispatch(session, run_id, run.tenant_id, dispatch)
@@ -100,6 +103,18 @@ def _send(session: Session, schedule: Schedule, run: ReportRun, dispatch: Dispat
         session.commit()
         raise BrokerUnavailable(f"{exc}; nothing was sent or queued: send again once it answers.") from None
     return SentRun(run_id=run_id, schedule_id=schedule.id, status=status, test=test)
+
+
+def _ask_broker(then: str) -> None:
+    """Raise BrokerUnavailable, its sentence ending with `then`, unless the broker answers now.
+    Asked before a send is committed: once a run is committed QUEUED the tick sends it, so a
+    send the broker cannot take must leave nothing behind (and announce nothing)."""
+    from jobs.dispatch import check_broker
+
+    try:
+        check_broker()
+    except BrokerUnavailable as exc:
+        raise BrokerUnavailable(f"{exc}; {then}") from None
 
 
 def _commit_and_dispatch(session: Session, run_id: int, tenant_id: int,
@@ -123,7 +138,8 @@ def resend_failed(session: Session, who: Who, run_id: int, *, now: datetime,
     The failed rows go back to pending with their attempts kept (they add up); the run goes
     back to QUEUED with a fresh pipeline budget (`pipeline.lifecycle.reopen_run`), the resend
     is recorded, the session committed and the run dispatched as send now dispatches it. Its
-    documents are reused as they are: a run whose documents expired is refused.
+    documents are reused as they are: a run whose documents expired is refused. The broker is
+    asked first, so that a resend it cannot take changes nothing.
     """
     owned(session, who, ReportRun, run_id, "run", Action.EDIT)
     run = session.get(ReportRun, run_id, with_for_update=True, populate_existing=True)
@@ -136,6 +152,9 @@ def resend_failed(session: Session, who: Who, run_id: int, *, now: datetime,
         raise InvalidInput(f"Run {run_id} has no failed deliveries (it failed before sending); "
                            f"use send now on its schedule instead.")
     _check_documents(session, run, now)
+    if dispatch is None:
+        _ask_broker(f"nothing was resent (run {run_id} is {run.status} as before): resend once "
+                    f"it answers.")
     old = {"status": str(run.status), "attempts": run.attempts, "error": run.error}
     tenant_id = run.tenant_id
     resent = reopen_run(session, run, now)
@@ -145,7 +164,7 @@ def resend_failed(session: Session, who: Who, run_id: int, *, now: datetime,
         "resent": [None, [f"{channel} {recipient}" for channel, recipient in resent]]})
     try:
         status = _commit_and_dispatch(session, run_id, tenant_id, dispatch)
-    except BrokerUnavailable as exc:  # the run is committed QUEUED: the tick re-enqueues it
+    except BrokerUnavailable as exc:  # it answered a moment ago; the tick re-enqueues the run
         raise BrokerUnavailable(f"{exc}; run {run_id} stays queued and is sent once it answers, "
                                 f"so do not resend it again.") from None
     return ResendResult(run_id=run_id, status=status, resent=tuple((str(c), r) for c, r in resent))
@@ -170,7 +189,8 @@ def _check_documents(session: Session, run: ReportRun, now: datetime) -> None:
 
 def runs_with_deliveries(session: Session, who: Who, *, tenant_slug: str | None = None,
                          schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Their tenants' runs, newest first, each with its deliveries (`herald runs --json`)."""
+    """Their tenants' runs, newest first, each with its deliveries and its schedule's
+    timezone (`herald runs --json`)."""
     query = select(ReportRun).order_by(ReportRun.scheduled_for.desc(), ReportRun.id.desc()).limit(limit)
     if isinstance(who, Viewer):
         query = query.where(ReportRun.tenant_id.in_(list(who.roles)))
@@ -180,11 +200,15 @@ def runs_with_deliveries(session: Session, who: Who, *, tenant_slug: str | None 
         query = query.where(ReportRun.schedule_id == schedule_id)
     runs = list(session.exec(query))
     deliveries: dict[int, list[Delivery]] = {}
+    zones: dict[int, str] = {}
     if runs:
         for d in session.exec(select(Delivery).where(Delivery.run_id.in_([r.id for r in runs]))
                               .order_by(Delivery.id)):
             deliveries.setdefault(d.run_id, []).append(d)
-    return [run_to_dict(run, deliveries.get(run.id, [])) for run in runs]
+        zones = dict(session.execute(sa.select(Schedule.id, Schedule.timezone).where(
+            Schedule.id.in_({r.schedule_id for r in runs}))).all())
+    return [{**run_to_dict(run, deliveries.get(run.id, [])), "timezone": zones[run.schedule_id]}
+            for run in runs]
 
 
 def run_record(session: Session, run_id: int) -> dict[str, Any]:

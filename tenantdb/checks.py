@@ -4,9 +4,10 @@ section needs? Nothing here reads a row."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from models.definition import ReportDefinition, SqlCondition
+from models.definition import ReportDefinition, SqlCondition, section_name
 from models.errors import DataSourceUnreachable, InvalidInput, QueryError
 from tenantdb.sources import open_source
 
@@ -31,18 +32,19 @@ def check_datasource(url: str) -> str:
     return url
 
 
-def check_report(url: str, definition: ReportDefinition) -> None:
-    """Ask the tenant's database to describe every query of the report with its default
-    parameters (no rows are read); raises InvalidInput naming the field."""
+def check_report(url: str, definition: ReportDefinition, params: Mapping[str, Any]) -> None:
+    """Ask the tenant's database to describe every query of the report bound to `params`,
+    the values and types a run binds (its defaults and period, `pipeline.query.export_params`),
+    without reading a row; raises InvalidInput naming the field."""
     try:
         with open_source(url, CHECK_TIMEOUT_SECONDS) as source:
             for i, section in enumerate(definition.sections):
-                where = f"sections[{i}].sql"
-                check_columns(section, source.columns(section.sql, definition.params, where=where), where)
+                where = f"{section_name(i, section.title)}.sql"
+                check_columns(section, source.columns(section.sql, params, where=where), where)
             if definition.csv is not None:
-                source.columns(definition.csv.sql, definition.params, where="csv.sql")
+                source.columns(definition.csv.sql, params, where="csv.sql")
             if isinstance(definition.send_if, SqlCondition):
-                columns = source.columns(definition.send_if.sql, definition.params, where="send_if.sql")
+                columns = source.columns(definition.send_if.sql, params, where="send_if.sql")
                 if "send" not in columns:
                     raise QueryError(f"send_if.sql has no column 'send' (it returns {', '.join(columns)}); "
                                      f"write the alert condition as SELECT <a true or false expression> AS send.")

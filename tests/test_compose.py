@@ -56,6 +56,17 @@ def interpolated(value: str) -> str:
     return re.sub(r"\$\{\w+:-([^}]*)\}", lambda m: m[1], str(value))
 
 
+def service_environment(service: dict) -> dict[str, str]:
+    """What a service's container gets: its `env_file`s (dotenv format), then its `environment`."""
+    from dotenv import dotenv_values
+
+    found: dict[str, str] = {}
+    for path in service.get("env_file", []):
+        found.update({k: v for k, v in dotenv_values(ROOT / interpolated(path)).items() if v is not None})
+    found.update({k: interpolated(v) for k, v in service.get("environment", {}).items() if v is not None})
+    return found
+
+
 def dockerfile_environment() -> dict[str, str]:
     """The `ENV` the image sets (one NAME=value per line, as the Dockerfile writes them)."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
@@ -69,6 +80,31 @@ def test_compose_file_is_valid() -> None:
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_with_rabbitmq_every_service_that_sends_uses_it_and_waits_for_it() -> None:
+    if shutil.which("docker-compose") is None:
+        service_missing("docker-compose", FileNotFoundError("not installed; apt-get install docker-compose"))
+    result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-f",
+                             str(ROOT / "docker" / "rabbitmq.yml"), "config"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in ("worker", "tick", "admin", "api"):
+        assert services[name]["environment"]["REDIS_URL"].startswith("amqp://herald:herald@rabbitmq:"), name
+        assert services[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}, name
+        assert services[name]["environment"]["DATABASE_URL"] == "postgresql://herald:herald@db:5432/herald"
+    assert services["rabbitmq"]["healthcheck"]["test"]
+
+
+def test_the_stack_runs_beside_a_local_postgresql_and_redis_and_reads_its_settings_file() -> None:
+    services = compose_file()["services"]
+    published = {name: [interpolated(p) for p in services[name]["ports"]] for name in ("db", "redis")}
+    assert published == {"db": ["127.0.0.1:5433:5432"], "redis": ["127.0.0.1:6380:6379"]}
+    for name in ("migrate", "seed", "worker", "tick", "admin", "api", "exporter"):
+        env = service_environment(services[name])
+        assert env["MAIL_SMTP_HOST"] == "mailpit" and env["MAIL_SMTP_PORT"] == "1025", name
+        assert env["REDIS_URL"] == "redis://redis:6379/0", name
 
 
 def test_the_demo_tenant_role_made_by_the_compose_init_script_can_only_read(pg_admin: str) -> None:

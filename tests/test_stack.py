@@ -34,7 +34,7 @@ from tests.test_compose import (
     dockerfile_environment,
     healthcheck_command,
     herald_services,
-    interpolated,
+    service_environment,
 )
 
 pytestmark = pytest.mark.slow
@@ -64,8 +64,7 @@ class Stack:
         return out
 
     def env(self, service: str) -> dict[str, str]:
-        declared = {k: interpolated(v) for k, v in self.services[service]["environment"].items()
-                    if v is not None}
+        declared = service_environment(self.services[service])
         return {**os.environ, **dockerfile_environment(), **self.local_env(declared),
                 **self.environment}
 

@@ -2,7 +2,7 @@
 own password. Every user gets it, with or without tenants.
 
 Layout only: `services.accounts` reads and writes. After a change this session stays signed
-in and every other session of the account ends.
+in (with its other tabs) and every other session of the account ends.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ def password_form(viewer: Viewer) -> None:
         return
     now = utcnow()
     try:
-        accounts.change_own_password(ui.db(), viewer, current, new, confirm, now)
+        accounts.change_own_password(ui.db(), viewer, current, new, confirm, now,
+                                     keep=ui.session_id())
     except HeraldError as exc:
         st.error(str(exc))
     else:
-        ui.log_in(viewer.user_id, now)  # this session logged in as of the change: it stays
         st.session_state[DONE] = ("Password changed. Every other session of this account has "
                                   "ended; this one stays signed in.")
         st.session_state[GENERATION] = fresh + 1

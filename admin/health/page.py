@@ -72,10 +72,12 @@ def body(viewer: Viewer, tenant: Tenant) -> None:
 
 
 def overall(report: HealthReport, at: datetime, zone: ZoneInfo) -> None:
-    if report.healthy:
-        st.success("Healthy: the tick is on time, nothing is due or stuck, no channel is failing.")
-    else:
+    if not report.healthy:
         st.error("\n".join(f"- {problem}" for problem in report.problems))
+    if report.attention:
+        st.warning("\n".join(f"- {item}" for item in report.attention))
+    if report.healthy and not report.attention:
+        st.success("Healthy: the tick is on time, nothing is due or stuck, no channel is failing.")
     st.caption(f"Checked {both_zones(at, zone)}; this page refreshes every "
                f"{int(view.REFRESH.total_seconds())} s. The figures are for all of herald.")
 

@@ -65,7 +65,7 @@ def members_table(rows: list[MemberRow]) -> None:
             [{"Email": r.email + (" (you)" if r.you else ""), "Role": r.role,
               "Account": "active" if r.account_active else "deactivated",
               "Last login": moment(r.last_login_at) or "never",
-              "Locked until": moment(r.locked_until)} for r in rows],
+              "Locked until": moment(r.locked_until) or "—"} for r in rows],
             columns=["Email", "Role", "Account", "Last login", "Locked until"]), hide_index=True)
     st.caption(f"{len(rows)} members. Viewers read, editors also change schedules and reports "
                f"and send, admins also manage members and fallback recipients.")

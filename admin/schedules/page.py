@@ -15,7 +15,7 @@ from typing import NoReturn
 import streamlit as st
 
 from admin import ui
-from admin.format import changes_table, viewer_zone, when
+from admin.format import changes_table, viewer_zone
 from admin.schedules import view
 from admin.schedules.form import open_form, schedule_form
 from models.errors import HeraldError
@@ -78,6 +78,7 @@ def table(rows: list[ScheduleRow], selected: int | None, can_edit: bool) -> list
                      selection_mode="single-row", selection_default=grid.default,
                      column_config={"⚠": st.column_config.TextColumn(width=32),
                                     "Id": st.column_config.NumberColumn(format="%d", width="small"),
+                                    "Last 10": st.column_config.TextColumn(help=view.STRIP_HELP),
                                     "Paused": st.column_config.CheckboxColumn()})
     st.caption(f"{len(shown)} of {len(rows)} schedules. Click a row, or pick one below; "
                f"click a column header to sort by it. {view.STRIP_LEGEND}")
@@ -101,7 +102,7 @@ def picker(here: ui.Here, by_id: dict[int, ScheduleRow], shown_ids: list[int],
 def picked(here: ui.Here, row: ScheduleRow, can_edit: bool) -> None:
     st.subheader(f"Schedule {row.id}: {row.report_title}")
     st.caption(f"{row.description or row.cron} ({row.timezone}) · "
-               + ("paused" if row.paused else f"next {when(row.next_run_local)}")
+               + ("paused" if row.paused else f"next {view.next_fire(row)}")
                + f" · to {row.recipients_text}")
     if row.paused_reason:  # herald paused it: why, with the Resume button right below
         st.warning(view.paused_by_herald(row) + (" Fix the cause, then press Resume." if can_edit

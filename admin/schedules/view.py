@@ -81,17 +81,31 @@ def sort_rows(rows: Sequence[ScheduleRow], by: str) -> list[ScheduleRow]:
     return sorted(rows, key=lambda r: r.id)
 
 
-# The "Last 10" strip: one mark per run, oldest first; anything else (queued, running) is ❔.
-OUTCOME_MARKS = {"success": "🟢", "partial": "🟠", "failed": "🔴", "skipped": "🔵", "missed": "⚪"}
-OTHER_MARK = "❔"
-STRIP_LEGEND = ("Last 10: the last ten runs (test sends aside), oldest first: 🟢 success · "
-                "🟠 partial · 🔴 failed · 🔵 skipped (send_if not met) · ⚪ missed · ❔ queued, running or other. "
+# The "Last 10" strip: one mark per run, oldest first; anything else (queued, running) is "?".
+# Shapes, not colour emoji: they read the same in every font (DejaVu has them all), in colour
+# or not, where a colour emoji font is missing and emoji show as boxes or look alike.
+OUTCOME_MARKS = {"success": "●", "partial": "◐", "failed": "✕", "skipped": "○", "missed": "–"}
+OTHER_MARK = "?"
+STRIP_HELP = ("The last ten runs (test sends aside), oldest first: ● success · ◐ partial · "
+              "✕ failed · ○ skipped (send_if not met) · – missed · ? queued, running or other.")
+STRIP_LEGEND = (f"Last 10: {STRIP_HELP} "
                 "⚠ marks a schedule that is failing, flagged invalid or paused by herald.")
 
 
 def strip(outcomes: Sequence[str]) -> str:
-    """The last runs' outcomes as marks, e.g. '🟢🟢🔴🔴🔴'."""
+    """The last runs' outcomes as marks, e.g. '●●✕✕✕'."""
     return "".join(OUTCOME_MARKS.get(o, OTHER_MARK) for o in outcomes)
+
+
+def next_fire(row: ScheduleRow) -> str:
+    """When the schedule fires next, in its zone: "paused" while paused, "—" when nothing is
+    planned (its cron or zone no longer plans; the tick flags it)."""
+    return "paused" if row.paused else when(row.next_run_local) or "—"
+
+
+def last_fired(row: ScheduleRow) -> str:
+    """The newest run's slot in the schedule's zone, or "never"."""
+    return when(row.last_run_local) or "never"
 
 
 def needs_attention(row: ScheduleRow) -> bool:
@@ -104,8 +118,8 @@ def table(rows: Sequence[ScheduleRow]) -> pd.DataFrame:
     return pd.DataFrame(
         [{"⚠": "⚠" if needs_attention(r) else "", "Id": r.id, "Report": r.report_title,
           "Schedule": r.description or f"{r.cron} (no longer valid)",
-          "Timezone": r.timezone, "Next fire": when(r.next_run_local),
-          "Last fired": when(r.last_run_local), "Last status": r.last_status or NOT_RUN,
+          "Timezone": r.timezone, "Next fire": next_fire(r),
+          "Last fired": last_fired(r), "Last status": r.last_status or NOT_RUN,
           "Last 10": strip(r.outcomes), "Last error": r.last_error or "",
           "Recipients": r.recipients_text, "Formats": ", ".join(r.formats), "Paused": r.paused}
          for r in rows],

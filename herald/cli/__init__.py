@@ -6,7 +6,7 @@ import typer
 
 from herald.cli.admin import admin_command
 from herald.cli.api import api_command
-from herald.cli.common import reports_errors
+from herald.cli.common import before_body, reports_errors
 from herald.cli.data import db_app, demo, report_app, tenant_app, user_app
 from herald.cli.health import health_command
 from herald.cli.metrics import metrics_command
@@ -27,7 +27,7 @@ from models.settings import get_settings
 
 app = typer.Typer(
     name="herald",
-    help="Scheduled report delivery: PDF and CSV by e-mail and Telegram.",
+    help="Scheduled report delivery: PDF, CSV and XLSX by e-mail and Telegram.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
     add_completion=False,
@@ -35,17 +35,18 @@ app = typer.Typer(
 
 
 # Commands that need no herald tables, or make them.
-WITHOUT_SCHEMA = {"db", "demo", "cron", "admin"}
+WITHOUT_SCHEMA = {"db", "demo", "cron"}
 
 
 @app.callback()
 @reports_errors
 def load_configuration(ctx: typer.Context) -> None:
     """Read the settings first, so a bad variable fails every command the same way; log as
-    they say; then refuse a database whose schema this herald does not match, saying what to run."""
+    they say. A command's body (not its `--help`) then refuses a database whose schema this
+    herald does not match, or that does not exist, saying what to run."""
     configure_logging(get_settings())
     if ctx.invoked_subcommand not in WITHOUT_SCHEMA:
-        migrate.require_current()
+        before_body(ctx, migrate.require_current)
 
 
 app.add_typer(db_app, name="db")

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 import admin
+from herald.cli.common import reports_errors
 
 
 def app_path() -> Path:
-    """The admin's entry script, wherever herald is installed."""
-    return Path(admin.__file__).parent / "app.py"
+    """What `streamlit run` serves, wherever herald is installed: `admin/server.py`, the admin's
+    `app.py` with the route that sets its session cookie."""
+    return Path(admin.__file__).parent / "server.py"
 
 
 def streamlit_command(port: int, address: str) -> list[str]:
@@ -25,6 +27,7 @@ def streamlit_command(port: int, address: str) -> list[str]:
             "--client.toolbarMode", "viewer"]  # no "Deploy" button: this is an app, not a notebook
 
 
+@reports_errors
 def admin_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
     address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -1,4 +1,5 @@
-"""What every CLI command shares: error reporting, JSON output, `--now` parsing."""
+"""What every CLI command shares: error reporting, JSON output, `--now` parsing, a schedule's
+times on its own clock."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from models.cron import parse_timezone
 from models.db import utcnow
-from models.errors import HeraldError
+from models.errors import HeraldError, unreachable_service
 from models.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
+# What every command's body needs first (herald's schema), asked for by the `herald` callback and
+# run by `reports_errors` right before the body: after the command's arguments parse, so
+# `--help` and usage errors never open the database.
+_before_body: list[Callable[[], None]] = []
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 log = logging.getLogger("herald.cli")
 
@@ -26,12 +32,26 @@ def reports_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            while _before_body:
+                _before_body.pop(0)()
             return command(*args, **kwargs)
         except HeraldError as exc:
             typer.echo(f"error: {redact(str(exc))}", err=True)
             raise typer.Exit(1) from None
+        except Exception as exc:
+            sentence = unreachable_service(exc)
+            if sentence is None:
+                raise
+            typer.echo(f"error: {redact(sentence)}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def before_body(ctx: typer.Context, check: Callable[[], None]) -> None:
+    """Run `check` before the body of the command `ctx` goes on to (not for its `--help`)."""
+    _before_body.append(check)
+    ctx.call_on_close(_before_body.clear)
 
 
 def print_json(value: Any) -> None:
@@ -49,3 +69,15 @@ def parse_instant(text: str | None, option: str = "--now") -> datetime:
     if value.tzinfo is None:
         raise HeraldError(f"{option} {text!r} has no timezone; add Z or an offset such as +02:00.")
     return value
+
+
+def local_time(moment: datetime | str, timezone: str) -> str:
+    """A moment (or its ISO text) on a schedule's clock, e.g. '2026-03-09 09:00 CET'; in UTC
+    when the stored zone no longer exists (the tick flags such a schedule)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    try:
+        local = moment.astimezone(parse_timezone(timezone))
+    except HeraldError:
+        local = moment.astimezone(UTC)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

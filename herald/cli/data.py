@@ -10,10 +10,12 @@ from typing import Annotated
 import typer
 
 from herald.cli.common import JsonOption, print_json, reports_errors
+from herald.cli.deleting import YesOption, confirm_deletion, goes_text, schedules_text
 from models import migrate
 from models.db import session_scope, utcnow
 from models.definition import load_definition
-from services import accounts, members, reports, tenants
+from models.errors import HeraldError
+from services import accounts, deletions, members, reports, tenants
 from services.access import OPERATOR
 
 db_app = typer.Typer(help="The control database.", no_args_is_help=True)
@@ -109,6 +111,21 @@ def tenant_revoke_refresh(slug: str) -> None:
     typer.echo(f"tenant {slug} may no longer refresh materialized views")
 
 
+@tenant_app.command("delete")
+@reports_errors
+def tenant_delete(slug: str, yes: YesOption = False) -> None:
+    """Delete a tenant and all it holds: reports, schedules and their runs, memberships, API
+    tokens, fallback recipients and its change audit. Its users keep their accounts and their
+    other tenants. Asks first, naming what goes, unless the tenant is empty."""
+    with session_scope() as session:
+        goes = deletions.what_goes_with_tenant(session, OPERATOR, slug)
+    if goes.anything:
+        confirm_deletion(f"tenant {slug} holds {goes_text(goes)}", "delete it and all of that?", yes)
+    with session_scope() as session:
+        goes = deletions.delete_tenant(session, OPERATOR, slug)
+    typer.echo(f"tenant {slug} deleted" + (f", with {goes_text(goes)}" if goes.anything else ""))
+
+
 @report_app.command("add")
 @reports_errors
 def report_add(
@@ -120,13 +137,41 @@ def report_add(
     definition = load_definition(file)
     with session_scope() as session:
         owner = tenants.get_tenant(session, OPERATOR, tenant)
-        report, created = reports.save_report(session, OPERATOR, owner, definition)
+        report, created = reports.save_report(session, OPERATOR, owner, definition, str(file))
         data = {"id": report.id, "tenant": owner.slug, "slug": report.slug, "title": report.title,
                 "created": created}
     if json_out:
         print_json(data)
     else:
         typer.echo(f"report {data['slug']} {'added' if created else 'updated'} (id {data['id']})")
+
+
+@report_app.command("delete")
+@reports_errors
+def report_delete(
+    slug: str,
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    with_schedules: Annotated[bool, typer.Option(
+        "--with-schedules", help="Delete the report's schedules, and all their runs, with it.")] = False,
+    yes: YesOption = False,
+) -> None:
+    """Delete a report. One that still has schedules is refused unless --with-schedules deletes
+    them (and their runs) too. Asks first when runs or schedules go with it."""
+    with session_scope() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        goes = deletions.what_goes_with_report(session, OPERATOR, owner, slug)
+    if goes.schedules and not with_schedules:
+        raise HeraldError(f"Report {slug} has {schedules_text(goes.schedules)}; delete "
+                          f"{'it' if len(goes.schedules) == 1 else 'them'} first (`herald schedule "
+                          f"delete ID`), or add --with-schedules to delete them with the report.")
+    if goes.anything:
+        confirm_deletion(f"report {slug} of tenant {tenant} goes with {goes_text(goes)}",
+                         "delete it and all of that?", yes)
+    with session_scope() as session:
+        owner = tenants.get_tenant(session, OPERATOR, tenant)
+        goes = deletions.delete_report(session, OPERATOR, owner, slug, with_schedules=with_schedules,
+                                       now=utcnow())
+    typer.echo(f"report {slug} deleted" + (f", with {goes_text(goes)}" if goes.anything else ""))
 
 
 @user_app.command("add")

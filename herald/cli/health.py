@@ -18,8 +18,13 @@ def health_command(
     json_out: JsonOption = False,
     agenda: Annotated[bool, typer.Option(
         "--agenda", help="Also count the runs due per minute over the next 24 hours.")] = False,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Exit 1 only for a problem (herald cannot do its job), as a container "
+                       "healthcheck should; attention items exit 0.")] = False,
 ) -> None:
-    """Report herald's health; exit 0 when healthy, 1 when there is a problem."""
+    """Report herald's health. Exit 0 when all is well, 1 for a problem (no tick, work due or
+    stuck, no broker or workers, no render browser), 2 when only attention items are found (a
+    channel failing, schedules on a channel that is not configured); with --live, 0 then."""
     from services.agenda import agenda as next_day
     from services.health import check_health, read_broker_info, read_render_browsers_or_none
 
@@ -40,6 +45,8 @@ def health_command(
             typer.echo(line)
     if not report.healthy:
         raise typer.Exit(1)
+    if report.attention and not live:
+        raise typer.Exit(2)
 
 
 def _lines(report) -> list[str]:
@@ -69,8 +76,9 @@ def _lines(report) -> list[str]:
             lines.append(f"render browser {b.host} pid {b.pid}: {state} (since {b.at.isoformat()})")
         if not report.render_browsers:
             lines.append("render browsers: none reported in the last few minutes")
-    lines += [f"problem: {p}" for p in report.problems] or ["healthy"]
-    return lines
+    lines += [f"problem: {p}" for p in report.problems]
+    lines += [f"attention: {a}" for a in report.attention]
+    return lines + ([] if report.problems or report.attention else ["healthy"])
 
 
 def _agenda_lines(agenda) -> list[str]:

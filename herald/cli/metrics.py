@@ -1,6 +1,6 @@
 """`herald metrics`: a Prometheus exporter of figures read from herald's database at each scrape.
 
-Workers expose their own counters on dramatiq's port (9191, see `jobs.broker`); this
+Workers expose their own counters on their port (9191, see `jobs.exposition`); this
 exporter adds what only the database knows (due work, stuck runs, the tick's age) and
 queue depths from Redis. In embedded mode (no broker) it also serves the herald counters
 and histograms of its own process (`services.health.process_metrics`).
@@ -55,7 +55,10 @@ class DatabaseCollector(Collector):
             yield _gauge("herald_database_up", "1 when herald's database could be read at this scrape.", 0)
             return
         yield _gauge("herald_database_up", "1 when herald's database could be read at this scrape.", 1)
-        yield _gauge("herald_healthy", "1 when `herald health` finds no problem.", int(report.healthy))
+        yield _gauge("herald_healthy", "1 when `herald health --live` finds no problem.",
+                     int(report.healthy))
+        yield _gauge("herald_attention", "Attention items `herald health` lists (a channel "
+                     "failing, schedules on a channel that is not configured).", len(report.attention))
         yield _gauge("herald_schedules", "Schedules (active or paused, not deleted).", report.schedules)
         yield _gauge("herald_schedules_due_not_claimed",
                      "Active schedules due for more than 2 minutes but not claimed by a tick.",
@@ -127,7 +130,8 @@ def start_exporter(host: str, port: int, url: str | None = None) -> tuple[WSGISe
 @reports_errors
 def metrics_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve /metrics on.")] = 9300,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every address of "
+                                            "this host, for a Prometheus elsewhere).")] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics read from herald's database until interrupted."""
     _server, thread = start_exporter(host, port)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
+from herald.cli.common import JsonOption, local_time, parse_instant, print_json, reports_errors
 from models.db import session_scope, utcnow
 from services import runs
 from services.access import OPERATOR
@@ -87,7 +87,7 @@ def runs_command(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     json_out: JsonOption = False,
 ) -> None:
-    """Run and delivery history, newest first."""
+    """Run and delivery history, newest first; each slot on its schedule's clock."""
     with session_scope() as session:
         rows = runs.runs_with_deliveries(session, OPERATOR, tenant_slug=tenant, schedule_id=schedule,
                                          limit=limit)
@@ -95,7 +95,8 @@ def runs_command(
         print_json(rows)
         return
     for row in rows:
-        typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} {row['scheduled_for']}  "
+        typer.echo(f"{row['id']:>6}  schedule {row['schedule_id']:<5} "
+                   f"{local_time(row['scheduled_for'], row['timezone'])}  "
                    f"{row['status']:<8} {row['error'] or row['reason'] or ''}")
         for d in row["deliveries"]:
             attempts = f"{d['attempts']} attempt{'s' if d['attempts'] != 1 else ''}"

@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.common import JsonOption, parse_instant, print_json, reports_errors
+from herald.cli.common import JsonOption, local_time, parse_instant, print_json, reports_errors
+from herald.cli.deleting import YesOption, confirm_deletion, counted
 from models import cron
 from models.db import session_scope, utcnow
-from services import schedules, tenants
+from services import deletions, schedules, tenants
 from services.access import OPERATOR
 
 schedule_app = typer.Typer(help="Schedules: when a report goes out, and to whom.", no_args_is_help=True)
@@ -54,7 +55,7 @@ def schedule_add(
         print_json(data)
     else:
         typer.echo(f"schedule {data['id']} added: {data['description']} ({data['timezone']}); "
-                   f"next run {data['next_run_at']}")
+                   f"{next_fire(data)}")
 
 
 @schedule_app.command("list")
@@ -71,9 +72,26 @@ def schedule_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     for row in rows:
         state = "active" if row["active"] else "paused"
         typer.echo(f"{row['id']:>5}  {row['report']:<24} {row['cron']:<18} {row['timezone']:<20} "
-                   f"{state:<7} next {row['next_run_at'] or '-'}  last {row['last_status'] or '-'}")
+                   f"{state:<7} {next_fire(row)}  {last_fire(row)}")
         if row["paused_reason"]:  # herald paused it: say why under its line
             typer.echo(f"       {row['paused_reason']}")
+
+
+def next_fire(row: dict) -> str:
+    """'next run 2026-03-09 09:00 CET' on the schedule's clock; a paused schedule has none."""
+    if not row["active"]:
+        return "no next run (paused)"
+    if row["next_run_at"] is None:
+        return "no next run"
+    return f"next run {local_time(row['next_run_at'], row['timezone'])}"
+
+
+def last_fire(row: dict) -> str:
+    """'last success, slot 2026-03-08 09:00 CET' on the schedule's clock, or 'never run'."""
+    if row["last_status"] is None:
+        return "never run"
+    slot = f", slot {local_time(row['last_fired_at'], row['timezone'])}" if row["last_fired_at"] else ""
+    return f"last {row['last_status']}{slot}"
 
 
 def _set_active(schedule_id: int, active: bool) -> None:
@@ -94,6 +112,23 @@ def schedule_pause(schedule_id: int) -> None:
 def schedule_resume(schedule_id: int) -> None:
     """Resume a paused schedule from its next fire time after now (no catch-up)."""
     _set_active(schedule_id, True)
+
+
+@schedule_app.command("delete")
+@reports_errors
+def schedule_delete(schedule_id: int, yes: YesOption = False) -> None:
+    """Delete a schedule for good: it never fires again, and its runs stay in the history
+    (`herald runs --schedule ID`). Asks first when it has runs."""
+    with session_scope() as session:
+        goes = deletions.what_goes_with_schedule(session, OPERATOR, schedule_id)
+    if goes.runs:
+        confirm_deletion(f"schedule {schedule_id} has {counted(goes.runs, 'run')}",
+                         "delete it (its history stays)?", yes)
+    with session_scope() as session:
+        schedules.delete(session, OPERATOR, schedule_id, now=utcnow())
+    kept = ("" if not goes.runs else "; its run stays in the history" if goes.runs == 1
+            else f"; its {goes.runs} runs stay in the history")
+    typer.echo(f"schedule {schedule_id} deleted{kept}")
 
 
 @cron_app.command("next")

@@ -1,6 +1,6 @@
 """The admin app as a visitor meets it (Streamlit's AppTest on the test database): only the
-login form until someone logs in, the sidebar and tenant picker after, Log out, idle expiry;
-and `herald admin` serving it."""
+login form until someone logs in, the sidebar and tenant picker after, Log out, idle expiry
+(measured on the server's session row); and `herald admin` serving it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, delete
 from streamlit.testing.v1 import AppTest
 
 import admin
 from admin import ui
 from herald.cli.admin import app_path, streamlit_command
+from models.admin_sessions import AdminSession
 from models.db import utcnow
 from models.settings import get_settings
 from models.tenancy import Membership, User
@@ -28,6 +30,7 @@ from tests.seeding import add_tenant, add_user
 
 PASSWORD = "correct horse battery"
 APP = Path(admin.__file__).parent / "app.py"
+SERVER = APP.with_name("server.py")  # what `herald admin` serves: APP, and the cookie's route
 SHOWN = ("title", "header", "subheader", "markdown", "text", "caption", "info", "error",
          "warning", "success")
 
@@ -82,7 +85,7 @@ def test_an_anonymous_visitor_sees_only_the_login_form(people) -> None:
     assert at.title[0].value == "herald admin"
     page = shown(at.main) + shown(at.sidebar)
     assert "Acme" not in page and "Schedules" not in page and "ana@" not in page
-    assert ui.USER_ID not in at.session_state
+    assert ui.SESSION_ID not in at.session_state
 
 
 def test_an_anonymous_visitor_cannot_reach_a_page(people) -> None:
@@ -109,7 +112,7 @@ def test_wrong_credentials_get_one_sentence(people) -> None:
     assert [e.value for e in at.error] == [REFUSAL]
     at = log_in(at, "nobody@acme.example", PASSWORD)
     assert [e.value for e in at.error] == [REFUSAL]
-    assert ui.USER_ID not in at.session_state
+    assert ui.SESSION_ID not in at.session_state
 
 
 def test_right_password_shows_the_sidebar_and_the_first_tenant(people) -> None:
@@ -167,22 +170,29 @@ def test_log_out_returns_to_the_login_form(people) -> None:
     at = logged_in()
     at.sidebar.button[0].click().run()
     assert_login_form(at)
-    assert ui.USER_ID not in at.session_state
+    assert ui.SESSION_ID not in at.session_state
     assert_login_form(at.run())
 
 
-def test_an_idle_session_returns_to_the_login_form(people, monkeypatch: pytest.MonkeyPatch) -> None:
+def last_seen(session: Session, when) -> None:
+    """Every admin session was last seen `when`, as the server records it."""
+    session.execute(sa.update(AdminSession).values(last_seen_at=when))
+    session.commit()
+
+
+def test_an_idle_session_returns_to_the_login_form(session: Session, people,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERALD_ADMIN_IDLE_MINUTES", "5")
     get_settings.cache_clear()
     at = logged_in()
-    at.session_state[ui.LAST_SEEN] = utcnow() - timedelta(minutes=4)
+    last_seen(session, utcnow() - timedelta(minutes=4))
     at.run()
     assert at.sidebar.selectbox  # still in: each interaction renews the session
-    at.session_state[ui.LAST_SEEN] = utcnow() - timedelta(minutes=5, seconds=1)
+    last_seen(session, utcnow() - timedelta(minutes=5, seconds=1))
     at.run()
     assert_login_form(at)
     assert [i.value for i in at.info] == ["Your session ended after 5 idle minutes; log in again."]
-    assert ui.USER_ID not in at.session_state
+    assert ui.SESSION_ID not in at.session_state
 
 
 def test_a_user_deactivated_meanwhile_is_logged_out(session: Session, people) -> None:
@@ -203,7 +213,7 @@ def test_no_pages_directory_beside_the_entry_script() -> None:
 
 
 def test_herald_admin_serves_the_app(db_url: str, tmp_path: Path) -> None:
-    assert app_path() == APP
+    assert app_path() == SERVER
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -233,7 +243,7 @@ def test_herald_admin_serves_the_app(db_url: str, tmp_path: Path) -> None:
 
 def test_the_streamlit_command_is_headless_on_the_given_port() -> None:
     command = streamlit_command(8600, "0.0.0.0")
-    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP)]
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(SERVER)]
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options == {"--server.headless": "true", "--server.port": "8600",
                        "--server.address": "0.0.0.0", "--browser.gatherUsageStats": "false",

@@ -13,7 +13,8 @@ from sqlmodel import Session
 from models.db import get_engine
 from models.errors import LoginRefused
 from models.tenancy import User
-from services.accounts import LOCK_MINUTES, MAX_FAILURES, REFUSAL, authenticate, session_expired
+from services.accounts import LOCK_MINUTES, MAX_FAILURES, REFUSAL, authenticate
+from services.admin_sessions import session_expired
 from tests.seeding import add_tenant, add_user
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

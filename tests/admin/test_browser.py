@@ -187,7 +187,7 @@ def test_an_editor_schedules_across_dst_sends_now_and_another_tenant_sees_none_o
     shoot(page, "schedule-sent", tmp_path)
 
     # The reports page: the preview renders the PDF now and shows the CSV's first rows
-    page.get_by_role("link", name="Reports").click()  # a reload would end the session
+    page.get_by_role("link", name="Reports").click()
     page.locator(".st-key-report_pick").wait_for()
     page.get_by_role("tab", name="Preview").click()
     page.locator(".st-key-report_preview button").click()
@@ -198,6 +198,7 @@ def test_an_editor_schedules_across_dst_sends_now_and_another_tenant_sees_none_o
 
     # When a viewer of another tenant logs in
     page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for()  # the session has ended on the server
     log_in(page, base, VIEWER)
     page.locator(".st-key-schedules_table").wait_for()
 

@@ -43,6 +43,8 @@ def page_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("RENDER_PDF_STUB", "false")
     monkeypatch.setenv("HERALD_CHROMIUM_PATH", MISSING)
+    monkeypatch.setenv("MAIL_SMTP_HOST", "127.0.0.1")  # the schedules' e-mail can be sent
+    monkeypatch.setenv("MAIL_FROM", "herald@acme.example")
     get_settings.cache_clear()
 
 

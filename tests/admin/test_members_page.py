@@ -90,6 +90,8 @@ def test_an_admin_adds_a_member_who_then_logs_in(people, menu) -> None:
     at = members_page(ADA)
     assert menu["Members"] == "visible"
     assert members_table(at) == [(f"{ADA} (you)", "admin"), (ED, "editor")]
+    frame = at.main.dataframe[0].value  # nobody is locked out, and Ed never logged in
+    assert list(frame["Locked until"]) == ["—", "—"] and frame["Last login"][1] == "never"
 
     field(at.text_input, "E-mail").input("nina@acme.example")
     field(at.selectbox, "Role").select("editor")

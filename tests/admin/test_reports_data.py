@@ -98,7 +98,7 @@ def test_every_role_and_action(session: Session, world: World, stub_pdf, role: R
 
     listed = reports.list_reports(session, viewer, world.acme)
     assert [(r.id, r.slug, r.title, r.sections, r.formats) for r in listed] == [
-        (world.acme_report, "video-performance", "Video performance", 3, ("pdf", "csv"))]
+        (world.acme_report, "video-performance", "Video performance", 3, ("pdf", "csv", "xlsx"))]
     assert listed[0].updated_at.tzinfo is not None
 
     text = reports.report_yaml(session, viewer, world.acme_report)
@@ -187,7 +187,8 @@ def test_multiline_sql_is_shown_as_a_block(session: Session, world: World) -> No
 def test_a_broken_field_is_named_and_nothing_is_written(session: Session, world: World) -> None:
     editor = viewer_as(session, world, Role.EDITOR)
     before, stored = row_counts(session), session.get(Report, world.acme_report).definition
-    with pytest.raises(InvalidInput, match=r"^report\.yaml: sections\[1\]\.chart\.y is required\.$"):
+    with pytest.raises(InvalidInput,
+                       match=r'^report\.yaml: section 2 \("Views by platform"\)\.chart\.y is required\.$'):
         reports.save_report_text(session, editor, world.acme, BROKEN_CHART)
     with pytest.raises(InvalidInput, match=r"^upload\.yml: is not valid YAML at line 2; "):
         reports.save_report_text(session, editor, world.acme, "slug: a\n  title: [", source="upload.yml")
@@ -205,10 +206,11 @@ def test_a_broken_field_is_named_and_nothing_is_written(session: Session, world:
 def test_sql_of_two_statements_is_refused_naming_the_field(session: Session, world: World) -> None:
     admin = viewer_as(session, world, Role.ADMIN)
     before = row_counts(session)
-    with pytest.raises(InvalidInput, match=r"^sections\[0\]\.sql holds more than one SQL statement; "
-                                           r"a report query must be exactly one SELECT"):
+    with pytest.raises(InvalidInput, match=r'^report\.yaml: section 1 \("Total views"\)\.sql holds more '
+                                           r"than one SQL statement; a report query must be exactly one SELECT"):
         reports.save_report_text(session, admin, world.acme, TWO_STATEMENTS)
-    with pytest.raises(InvalidInput, match=r"^sections\[1\]\.sql has no column 'views'"):
+    with pytest.raises(InvalidInput,
+                       match=r"""^report\.yaml: section 2 \("Views by platform"\)\.sql has no column 'views'"""):
         reports.save_report_text(session, admin, world.acme, DEMO_YAML.replace(
             "SELECT platform, sum(views) AS views FROM", "SELECT platform, sum(views) AS total FROM"))
     assert row_counts(session) == before
@@ -290,7 +292,7 @@ def test_a_report_without_sections_or_csv_says_which_it_lacks(session: Session, 
         "slug: csv-only\ntitle: CSV only\nparams: {campaign: Campaign A}\n"
         f"csv:\n  sql: {CSV_SQL}\n"))
     (row,) = [r for r in reports.list_reports(session, admin, world.acme) if r.slug == "csv-only"]
-    assert (row.sections, row.formats) == (0, ("csv",))
+    assert (row.sections, row.formats) == (0, ("csv", "xlsx"))
     preview = documents.preview_report(session, admin, csv_only.id)
     assert preview.pdf is None and preview.pages == [] and len(preview.csv_rows) == 20
     with pytest.raises(InvalidInput, match="^Report 'csv-only' has no sections, so it makes no PDF; "):

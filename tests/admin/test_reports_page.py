@@ -38,7 +38,7 @@ PASSWORD = "correct horse battery"
 DEMO_YAML = DEMO_REPORT.read_text(encoding="utf-8")
 BROKEN_CHART = DEMO_YAML.replace("chart: {mark: bar, x: platform, y: views}",
                                  "chart: {mark: bar, x: platform}")
-CHART_Y = "report.yaml: sections[1].chart.y is required."
+CHART_Y = 'report.yaml: section 2 ("Views by platform").chart.y is required.'
 CSV_SQL = load_definition(DEMO_REPORT).csv.sql
 
 
@@ -127,7 +127,7 @@ def test_the_list_shows_the_tenants_reports_only(session: Session, world: World,
     assert listed(at) == [("Video performance", "video-performance")]
     frame = at.container(rv.TABLE).dataframe[0].value
     assert list(frame.columns) == ["title", "slug", "sections", "formats", "updated"]
-    assert (frame["sections"][0], frame["formats"][0]) == (3, "pdf, csv")
+    assert (frame["sections"][0], frame["formats"][0]) == (3, "pdf, csv, xlsx")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", frame["updated"][0])
     pick = at.selectbox(rv.PICK)
     assert pick.options == ["Video performance (video-performance)"]
@@ -197,7 +197,7 @@ def test_a_broken_report_names_the_field_and_changes_nothing(session: Session, w
         "sql: SELECT sum(views) AS value FROM videos; DELETE FROM videos"))
     at.button(rv.SAVE).click().run()
     assert len(errors(at)) == 1 and errors(at)[0].startswith(
-        "sections[0].sql holds more than one SQL statement; ")
+        'report.yaml: section 1 ("Total views").sql holds more than one SQL statement; ')
 
     at.text_area(rv.NEW_TEXT).input("").run()  # nothing chosen, nothing pasted
     at.button(rv.UPLOAD_SAVE).click().run()

@@ -65,7 +65,7 @@ def test_each_row_has_its_last_ten_outcomes_oldest_first_without_tests(
     # Then acme's rows show their own last ten, oldest first, no test send among them
     mine = rows[world["mine"]]
     assert mine.outcomes == tuple(history[-10:])
-    assert view.strip(mine.outcomes) == "🟢🟠🔴⚪🟢🟢🔴❔🔴🔴"
+    assert view.strip(mine.outcomes) == "●◐✕–●●✕?✕✕"
     newest = start + 11 * DAY  # the manual run; the test sends after it do not count
     assert mine.last_run_local == newest and mine.last_run_local.tzname() == "CET"
     assert view.when(mine.last_run_local) == "Sat 21 Feb 2026 13:00 CET"
@@ -74,6 +74,36 @@ def test_each_row_has_its_last_ten_outcomes_oldest_first_without_tests(
     assert set(rows) == {world["mine"], second.id, quiet.id}
     # And the row an action returns carries them too
     assert schedules.pause(session, editor, world["mine"], now=NOW).outcomes == tuple(history[-10:])
+
+
+def test_the_table_says_never_and_paused_where_there_is_no_time_and_marks_read_in_any_font(
+    session: Session, world  # noqa: F811
+) -> None:
+    # Given acme's schedule with a success, a failure and a run under way, paused, and a second
+    # schedule that never ran
+    add_runs(session, world["mine"], ["success", "failed", "running"], NOW - 5 * DAY)
+    editor = viewer_for(session, world, Role.EDITOR)
+    quiet = schedules.save_schedule(session, editor, world["acme"],
+                                    ScheduleValues(report="views", cron="0 8 * * *"), now=NOW)
+    schedules.pause(session, editor, world["mine"], now=NOW)
+    rows = listed(session, world)
+    mine, never = rows[world["mine"]], rows[quiet.id]
+
+    # Then the paused one has no next fire but "paused", the other never fired
+    assert (view.next_fire(mine), view.last_fired(mine)) == ("paused", "Fri 27 Feb 2026 13:00 CET")
+    assert re.fullmatch(r"\w{3} \d\d \w{3} 2026 08:00 CET", view.next_fire(never))
+    assert view.last_fired(never) == "never"
+    # an active schedule with nothing planned (its zone no longer exists) shows a dash
+    assert view.next_fire(never._replace(next_run_local=None)) == "—"
+    frame = view.table([mine, never])
+    assert list(frame["Next fire"]) == ["paused", view.next_fire(never)]
+    assert list(frame["Last fired"]) == ["Fri 27 Feb 2026 13:00 CET", "never"]
+    assert not frame.isna().any().any()
+    # And the strip is shapes every font has (no emoji), each named in the legend
+    assert list(frame["Last 10"]) == ["●✕?", ""]
+    marks = [*view.OUTCOME_MARKS.values(), view.OTHER_MARK]
+    assert all(ord(mark) < 0x2800 for mark in marks) and len(set(marks)) == len(marks)
+    assert all(f"{mark} {status}" in view.STRIP_LEGEND for status, mark in view.OUTCOME_MARKS.items())
 
 
 def test_the_outcomes_take_one_query_whatever_the_number_of_schedules(

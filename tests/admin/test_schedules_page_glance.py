@@ -56,9 +56,9 @@ def test_three_failed_sends_pause_it_and_the_reason_sits_by_resume(
 
     # Then the table shows it failing, marked, paused, with its three red outcomes
     row = frame(at, "Id").set_index("Id").loc[world["mine"]]
-    assert (row["⚠"], row["Last status"], row["Last 10"], row["Paused"]) == ("⚠", "failed", "🔴🔴🔴", True)
+    assert (row["⚠"], row["Last status"], row["Last 10"], row["Paused"]) == ("⚠", "failed", "✕✕✕", True)
     assert row["Last fired"] == "Thu 05 Mar 2026 16:02 CET"
-    assert "🟢 success · 🟠 partial · 🔴 failed · 🔵 skipped (send_if not met) · ⚪ missed" in shown(at.main)
+    assert "● success · ◐ partial · ✕ failed · ○ skipped (send_if not met) · – missed" in shown(at.main)
     # And the picked schedule says why, with the Resume button right there
     [warning] = [w for w in warnings(at) if "Paused automatically" in w]
     assert warning.startswith(REASON + " Paused ") and warning.endswith(

@@ -1,6 +1,6 @@
 """Safe retries of the requests that send: an `Idempotency-Key` replay answers the first response
 and sends nothing again; a send-now the broker did not take answers 503 and leaves no run for the
-tick to send later (over HTTP and at the command line)."""
+tick to send later (over HTTP here; at the command line in tests/cli/test_when_services_fail.py)."""
 
 from __future__ import annotations
 
@@ -154,10 +154,12 @@ def test_with_redis_unreachable_send_now_answers_503_and_leaves_no_run(
             sent = client.post(f"/api/v1/schedules/{world.schedule}/send", headers=key)
             assert sent.status_code == 503 and sent.headers["content-type"] == PROBLEM
             assert sent.json()["detail"] == (
-                "The broker at REDIS_URL does not answer (ConnectionError); nothing was sent or "
-                "queued: send again once it answers.")
+                f"Redis at REDIS_URL (127.0.0.1:{redis_down.rsplit(':', 1)[1].split('/')[0]}) does "
+                f"not answer (Connection refused); nothing was sent or queued: send again once it "
+                f"answers.")
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and "Redis at REDIS_URL does not answer" in ready.json()["detail"]
+        assert ready.status_code == 503
+        assert ready.json()["detail"].startswith("Redis at REDIS_URL (127.0.0.1:")
     finally:
         stop_api(api)
     session.rollback()
@@ -167,23 +169,39 @@ def test_with_redis_unreachable_send_now_answers_503_and_leaves_no_run(
     assert tick(utcnow() + timedelta(minutes=1), in_process).requeued == []
 
 
-def test_with_redis_unreachable_the_cli_send_now_says_so_and_leaves_no_run(
-    cli, world: World, session: Session, redis_down: str
+def test_with_redis_unreachable_a_resend_changes_nothing(
+    world: World, session: Session, mail_sink: MailSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The broker is asked before the run is reopened: the failed run stays failed, its
+    deliveries failed, no resend is recorded, and the tick finds nothing to send."""
     import dramatiq
 
     from jobs.broker import build_broker
+    from models.runs import Delivery, DeliveryStatus, RunStatus
 
-    previous = dramatiq.broker.global_broker   # what an earlier test in this process installed
-    dramatiq.set_broker(build_broker(get_settings()))   # as `herald send-now` builds it
+    caller = ApiClient(world.acme, frozenset({"schedules.write"}), "token herald_test (t)", 1)
+    mail_sink.refuse["boss@acme.example"] = (550, "No such user")
+    failed = runs.send_now(session, caller, world.schedule, now=utcnow(), dispatch=in_process)
+    assert failed.status == "failed"
+    del mail_sink.refuse["boss@acme.example"]
+
+    port = free_port()
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    get_settings.cache_clear()
+    previous = dramatiq.broker.global_broker
+    dramatiq.set_broker(build_broker(get_settings()))   # as `herald resend` builds it
     try:
-        result = cli("send-now", world.schedule)
+        with pytest.raises(BrokerUnavailable) as refused:
+            runs.resend_failed(session, caller, failed.run_id, now=utcnow())
     finally:
         dramatiq.broker.global_broker = previous
-    assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1] == ("error: The broker at REDIS_URL does not answer "
-                                     "(ConnectionError); nothing was sent or queued: send again "
-                                     "once it answers.")
+    assert str(refused.value) == (
+        f"Redis at REDIS_URL (127.0.0.1:{port}) does not answer (Connection refused); nothing was "
+        f"resent (run "
+        f"{failed.run_id} is failed as before): resend once it answers.")
     session.rollback()
-    assert count_rows(session, ReportRun) == 0
-
+    assert session.get(ReportRun, failed.run_id).status == RunStatus.FAILED
+    assert [d.status for d in session.exec(select(Delivery)).all()] == [DeliveryStatus.FAILED]
+    assert session.exec(select(ChangeEvent).where(ChangeEvent.action == "resend")).all() == []
+    assert tick(utcnow() + timedelta(minutes=1), in_process).requeued == []
+    assert len(mail_sink.to("boss@acme.example")) == 0

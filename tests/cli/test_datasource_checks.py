@@ -5,7 +5,9 @@ one sentence, exit status 1, and nothing written."""
 
 from __future__ import annotations
 
+import csv
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -16,6 +18,7 @@ from sqlmodel import Session
 
 from tests.cli.test_data_commands import row_counts
 from tests.conftest import PG_ADMIN_URL, sqlalchemy_url
+from tests.renderers.conftest import pdf_text
 
 
 def refused(cli, session: Session, args: list, message: str) -> None:
@@ -84,15 +87,77 @@ def report_file(tmp_path: Path, sql: str, chart: bool = False) -> Path:
 
 
 @pytest.mark.parametrize(("sql", "chart", "message"), [
-    ("SELECT v FROM t; DELETE FROM t", False, "sections[0].sql holds more than one SQL statement"),
-    ("DELETE FROM t WHERE v = :n", False, "sections[0].sql tried to change the tenant database (delete from t)"),
-    ("ATTACH DATABASE 'x.db' AS x", False, "sections[0].sql tried to attach a database file"),
-    ("SELEKT v FROM t", False, "sections[0].sql is not a single SELECT the tenant database accepts"),
-    ("SELECT v FROM t", True, "sections[0].sql has no column 'label'; its query returns v."),
+    ("SELECT v FROM t; DELETE FROM t", False, 'section 1 ("T").sql holds more than one SQL statement'),
+    ("DELETE FROM t WHERE v = :n", False,
+     'section 1 ("T").sql tried to change the tenant database (delete from t)'),
+    ("ATTACH DATABASE 'x.db' AS x", False, 'section 1 ("T").sql tried to attach a database file'),
+    ("SELEKT v FROM t", False,
+     'section 1 ("T").sql is not a single SELECT the tenant database accepts'),
+    ("SELECT v FROM t", True, """section 1 ("C").sql has no column 'label'; its query returns v."""),
 ], ids=["two-statements", "delete", "attach", "typo", "missing-column"])
 def test_report_sql_that_is_not_one_fitting_select_is_refused_on_save(
     cli, session: Session, tenant_with_data: Path, tmp_path: Path, sql: str, chart: bool, message: str,
 ) -> None:
-    refused(cli, session, ["report", "add", "--tenant", "acme", report_file(tmp_path, sql, chart)], message)
+    path = report_file(tmp_path, sql, chart)
+    refused(cli, session, ["report", "add", "--tenant", "acme", path], f"error: {path}: {message}")
     ok = cli("report", "add", "--tenant", "acme", report_file(tmp_path, "SELECT v, label FROM t", chart))
     assert ok.exit_code == 0, ok.stderr
+
+
+PERIOD_SQL = ("SELECT :period_start AS s, :period_end AS e, count(*) AS n FROM ev "
+              "WHERE at >= :period_start AND at < :period_end")
+
+
+@pytest.fixture
+def tenant_with_events(cli, create_tenant_database) -> None:
+    """Tenant acme, whose PostgreSQL database has events inside and around 1 March (UTC)."""
+    db = create_tenant_database()
+    with psycopg.connect(db.admin_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("CREATE TABLE ev (at timestamptz)")
+        conn.execute("INSERT INTO ev VALUES ('2026-02-28 23:59+00'), ('2026-03-01 00:00+00'), "
+                     "('2026-03-01 12:00+00'), ('2026-03-02 00:00+00')")
+    assert cli("tenant", "add", "acme", "--name", "Acme", "--datasource", db.url).exit_code == 0
+
+
+def period_report(tmp_path: Path, sql: str) -> Path:
+    path = tmp_path / "period.yaml"
+    path.write_text(yaml.safe_dump({"slug": "period", "title": "Period", "csv": {"sql": sql},
+                                    "sections": [{"kind": "table", "title": "Events", "sql": sql}]}))
+    return path
+
+
+def test_a_report_showing_its_own_period_is_saved_and_its_table_shows_the_period(
+    cli, tenant_with_events: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # When the report is saved, which binds the period as a run does, and exported for 1 March
+    saved = cli("report", "add", "--tenant", "acme", period_report(tmp_path, PERIOD_SQL))
+    assert saved.exit_code == 0, saved.stderr
+    period = ["--period-start", "2026-03-01", "--period-end", "2026-03-02"]
+    exported = cli("export", "--tenant", "acme", "--report", "period", "--format", "csv",
+                   "-o", tmp_path / "period.csv", *period)
+    assert exported.exit_code == 0, exported.stderr
+    monkeypatch.setenv("RENDER_PDF_STUB", "false")
+    printed = cli("export", "--tenant", "acme", "--report", "period", "--format", "pdf",
+                  "-o", tmp_path / "period.pdf", *period)
+    assert printed.exit_code == 0, printed.stderr
+
+    # Then the CSV and the PDF's table show the period and the two events in it
+    with (tmp_path / "period.csv").open(newline="") as f:
+        [header, row] = list(csv.reader(f))
+    assert header == ["s", "e", "n"]
+    assert [datetime.fromisoformat(cell) for cell in row[:2]] == [
+        datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)]
+    assert row[2] == "2"
+    table = pdf_text(tmp_path / "period.pdf", tmp_path).split("Events", 1)[1].split()
+    assert table[:8] == ["s", "e", "n", "2026-03-01", "00:00", "2026-03-02", "00:00", "2"]
+
+
+def test_sql_that_fails_on_the_period_a_run_binds_is_refused_on_save(
+    cli, session: Session, tenant_with_events: None, tmp_path: Path,
+) -> None:
+    # Unbound, $1 + 1 reads as an integer and prepares; bound to a timestamp, as a run binds
+    # :period_start, it cannot run, so it is refused when saved.
+    path = period_report(tmp_path, "SELECT :period_start + 1 AS later")
+    refused(cli, session, ["report", "add", "--tenant", "acme", path],
+            f'error: {path}: section 1 ("Events").sql failed in the tenant database: operator '
+            f"does not exist: timestamp with time zone + integer.")

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from herald.capture import MailCapture, TelegramCapture
 from herald.cli import app
 from herald.demo import (
+    CONTROL_DB,
     DATASOURCE_DB,
     LOGIN_FILE,
     control_url,
@@ -26,7 +27,13 @@ from herald.demo import (
     seed_demo,
     stored_login,
 )
-from herald.demo_run import BOT_TOKEN, demo_environment, seconds_to_next_minute
+from herald.demo_run import (
+    BOT_TOKEN,
+    DemoOptions,
+    demo_environment,
+    prepare,
+    seconds_to_next_minute,
+)
 from models.db import get_engine, session_scope, utcnow
 from models.errors import InvalidInput, NotFound
 from models.settings import get_settings
@@ -75,6 +82,26 @@ def test_a_login_from_the_environment_is_used_and_its_password_not_written(demo_
     with pytest.raises(InvalidInput, match="^HERALD_DEMO_PASSWORD is shorter than 8 characters; "
                                            "choose a longer one.$"):
         new_login({"HERALD_DEMO_PASSWORD": "short"})
+
+
+@pytest.mark.parametrize("left_there", ["an empty file", "herald's tables, no demo"])
+def test_a_demo_started_on_a_database_without_one_sets_itself_up(demo_dir: Path,
+                                                                  left_there: str) -> None:
+    """What a command run with a mistyped DATABASE_URL could leave: not a demo to continue."""
+    demo_dir.mkdir()
+    (demo_dir / CONTROL_DB).touch()
+    if left_there != "an empty file":
+        from models import migrate
+
+        migrate.upgrade(control_url(demo_dir))
+    said: list[str] = []
+    prepare(DemoOptions(demo_dir, admin=False, api=False), said.append)
+    assert said == [f"herald demo: created in {demo_dir}"]
+    with session_scope(control_url(demo_dir)) as session:
+        assert get_tenant(session, "demo").name == "Demo Media"
+    said.clear()
+    prepare(DemoOptions(demo_dir, admin=False, api=False), said.append)
+    assert said == [f"herald demo: continuing in {demo_dir} (history kept; --reset starts over)"]
 
 
 def test_a_busy_admin_port_is_refused_before_anything_starts(tmp_path: Path) -> None:

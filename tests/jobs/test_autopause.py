@@ -111,9 +111,11 @@ def notices(sink: MailSink) -> dict[str, int]:
 
 
 def test_three_failed_runs_in_a_row_pause_the_schedule_and_tell_each_admin_once(
-    schedule_id: int, sink: MailSink
+    schedule_id: int, sink: MailSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a schedule whose every recipient refuses mail, fired by the tick three days running
+    monkeypatch.setenv("HERALD_ADMIN_URL", "https://reports.example.com/admin/")
+    get_settings.cache_clear()
     fail(sink)
     slots = []
     for day in range(3):
@@ -141,6 +143,10 @@ def test_three_failed_runs_in_a_row_pause_the_schedule_and_tell_each_admin_once(
     text = mail.text()
     assert reason in text and f"herald schedule resume {schedule_id}" in text
     assert "Schedules, pick schedule" in text and "Resume" in text
+    with session_scope() as session:
+        last = max(session.exec(select(ReportRun.id).where(ReportRun.schedule_id == schedule_id)))
+    assert (f"  The last failed run: https://reports.example.com/admin/history?run={last}&tenant=acme"
+            in text.splitlines()[5])
     assert all(not sink.to(address) for address in NOT_TOLD)
     # And the tick leaves it alone from now on
     tick(slots[-1] + timedelta(days=1), in_process)

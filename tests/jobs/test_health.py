@@ -18,6 +18,7 @@ from jobs.tick import tick
 from models.db import session_scope
 from models.health import RenderBrowserBeacon, TickHeartbeat, host_name
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
+from models.schedules import Schedule, ScheduleRecipient
 from models.settings import get_settings
 from services.health import check_health, read_broker_info, read_render_browsers_or_none
 from tests.conftest import REDIS_TEST_URL
@@ -198,8 +199,44 @@ def test_the_thresholds_are_settings(db_url: str, monkeypatch: pytest.MonkeyPatc
         for i, status in enumerate((DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.FAILED)):
             session.add(Delivery(run_id=run, channel="email", recipient=f"r{i}@x.example",
                                  status=status, created_at=NOW - timedelta(hours=1)))
-    assert cli("health", "--now", NOW.isoformat()).exit_code == 1  # 14 min and 33 % are problems
+    assert cli("health", "--now", NOW.isoformat()).exit_code == 1  # a tick 14 min ago is a problem
     monkeypatch.setenv("HERALD_HEALTH_TICK_LATE_SECONDS", "1200")
     monkeypatch.setenv("HERALD_HEALTH_FAILURE_RATE", "0.5")
     result = cli("health", "--now", NOW.isoformat())
     assert result.exit_code == 0, result.output
+
+
+def test_a_channel_not_configured_is_named_on_its_schedules_not_a_problem(
+        db_url: str, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schedules that send to Telegram without TELEGRAM_BOT_TOKEN need an operator's look; herald
+    itself is live, so a container healthcheck (`--live`) passes and `herald_healthy` is 1."""
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("MAIL_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MAIL_FROM", "herald@acme.example")
+    get_settings.cache_clear()
+    tenant, report = make_tenant(db_url)
+    on_telegram, by_mail, paused, nobody = add_schedules(
+        db_url, tenant, report, 4, cron="0 12 * * *", next_run_at=NOW + timedelta(hours=1))
+    with session_scope(db_url) as session:
+        session.add_all([ScheduleRecipient(schedule_id=on_telegram, channel="telegram", address="-100123"),
+                         ScheduleRecipient(schedule_id=by_mail, channel="email", address="a@acme.example"),
+                         ScheduleRecipient(schedule_id=paused, channel="telegram", address="-100456")])
+        session.execute(sa.update(Schedule).where(Schedule.id == paused).values(
+            active=False, paused_reason="TELEGRAM_BOT_TOKEN is not set"))
+        session.execute(sa.update(Schedule).where(Schedule.id == by_mail).values(channels=["email"]))
+    tick(NOW, no_dispatch)
+
+    with session_scope(db_url) as session:
+        report_now = check_health(session, NOW)
+    assert report_now.problems == []
+    assert report_now.attention == [
+        f"2 schedules send on Telegram ({on_telegram}, {paused}), which cannot send: "
+        f"TELEGRAM_BOT_TOKEN is not set; set it to send to Telegram chats."]
+    result = cli("health", "--now", NOW.isoformat())
+    assert result.exit_code == 2, result.output
+    assert result.stdout.splitlines()[-1].startswith("attention: 2 schedules send on Telegram")
+    assert cli("health", "--now", NOW.isoformat(), "--live").exit_code == 0
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    get_settings.cache_clear()
+    assert cli("health", "--now", NOW.isoformat()).exit_code == 0

@@ -36,22 +36,24 @@ def _broken(tmp_path: Path, edit) -> Path:
 
 
 BROKEN = [
-    pytest.param(lambda d: d["sections"][0].pop("sql"), "sections[0].sql is required",
+    pytest.param(lambda d: d["sections"][0].pop("sql"), 'section 1 ("Total views").sql is required',
                  id="missing-sql"),
     pytest.param(lambda d: d["sections"][2].update(kind="pie"),
-                 "sections[2].kind must be one of kpi, chart, table (got 'pie')", id="unknown-kind"),
-    pytest.param(lambda d: d["sections"][1]["chart"].pop("x"), "sections[1].chart.x is required",
-                 id="chart-without-x"),
-    pytest.param(lambda d: d["sections"][1]["chart"].pop("y"), "sections[1].chart.y is required",
-                 id="chart-without-y"),
+                 """section 3 ("Top videos").kind must be one of kpi, chart, table (got 'pie')""",
+                 id="unknown-kind"),
+    pytest.param(lambda d: d["sections"][1]["chart"].pop("x"),
+                 'section 2 ("Views by platform").chart.x is required', id="chart-without-x"),
+    pytest.param(lambda d: d["sections"][1]["chart"].pop("y"),
+                 'section 2 ("Views by platform").chart.y is required', id="chart-without-y"),
     pytest.param(lambda d: d["csv"].update(filename="{slug}-{tenant}.csv"),
                  "csv.filename uses {tenant}; only {slug} and {date} may appear in the filename", id="filename-field"),
     pytest.param(lambda d: d["csv"].pop("sql"), "csv.sql is required", id="csv-without-sql"),
-    pytest.param(lambda d: d.pop("params"), "sections[0].sql uses :campaign but params gives it no default; add it to params",
-                 id="unbound-parameter"),
+    pytest.param(lambda d: d.pop("params"),
+                 'section 1 ("Total views").sql uses :campaign but params gives it no default; '
+                 "add it to params", id="unbound-parameter"),
     pytest.param(lambda d: d["sections"][1]["chart"].update(mark="donut"),
-                 "sections[1].chart.mark Input should be 'bar', 'line', 'area', 'point', 'pie' or 'arc'",
-                 id="bad-mark"),
+                 """section 2 ("Views by platform").chart.mark Input should be 'bar', 'line', """
+                 """'area', 'point', 'pie' or 'arc'""", id="bad-mark"),
     pytest.param(lambda d: d.update(colour="red"), "colour is not a known field", id="typo-field"),
     pytest.param(lambda d: d.update(slug="video-performance\n"),
                  "slug 'video-performance\\n' is not valid; use lowercase letters, digits and hyphens, "
@@ -88,7 +90,7 @@ def test_report_add_writes_nothing_for_a_broken_file(cli, session: Session, tmp_
     path = _broken(tmp_path, lambda d: d["sections"][1]["chart"].pop("y"))
     result = cli("report", "add", "--tenant", "acme", path)
     assert result.exit_code == 1
-    assert result.stderr == f"error: {path}: sections[1].chart.y is required.\n"
+    assert result.stderr == f'error: {path}: section 2 ("Views by platform").chart.y is required.\n'
     assert count_rows(session, Report) == 0
 
 

@@ -87,9 +87,10 @@ def test_the_axis_numbers_are_compact_and_the_charts_stay_vectors(printer, tmp_p
 
 @pytest.mark.parametrize(("chart", "message"), [
     ({"mark": "pie", "x": "platform", "y": "views", "color": "campaign"},
-     "report: sections[0].chart color is not used by a pie: x names its slices; remove color."),
+     'report: section 1 ("Views").chart color is not used by a pie: x names its slices; remove color.'),
     ({"mark": "donut", "x": "platform", "y": "views"},
-     "report: sections[0].chart.mark Input should be 'bar', 'line', 'area', 'point', 'pie' or 'arc'."),
+     """report: section 1 ("Views").chart.mark Input should be 'bar', 'line', 'area', 'point', """
+     """'pie' or 'arc'."""),
 ])
 def test_a_chart_the_renderer_cannot_draw_is_refused_in_one_sentence(chart: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as refused:

@@ -56,7 +56,7 @@ def test_missing_columns_are_named_even_when_no_row_comes_back(source: Source) -
             "slug": "r", "title": "R", "sections": [
                 {"kind": "chart", "title": "By v", "sql": f"SELECT v AS value FROM t{where}",
                  "chart": {"x": "label", "y": "value"}}]})
-        with pytest.raises(QueryError, match=r"sections\[0\] \('By v'\) has no column 'label'; its query returns value"):
+        with pytest.raises(QueryError, match=r'section 1 \("By v"\) has no column \'label\'; its query returns value'):
             query_sections(source.url, definition, {})
 
 

@@ -96,7 +96,7 @@ def test_an_escape_attempt_is_refused_and_changes_nothing(
 
     message = str(refused.value)
     assert message.count("\n") == 0 and message.endswith(".")
-    assert message.startswith(("sections[0]", "csv.sql"))
+    assert message.startswith(('section 1 ("S0")', "csv.sql"))
     assert expected in message
     assert values(source) == [1, 2, 3]
     assert files_in(source.directory) == files
