@@ -64,21 +64,20 @@ class BrokerUnavailable(HeraldError):
 
 def unreachable_service(exc: BaseException) -> str | None:
     """One sentence for an error raised because herald's database or broker could not be used
-    (down, refusing, a wrong URL): which one, the driver's own first line, and what to check.
-    None for any other error."""
+    (down, refusing, a wrong URL): which one, the reason (`models.reachability.reason`: the
+    OS's or the driver's own words, secrets masked), and what to check. None for any other
+    error."""
     import sqlalchemy.exc
+
+    from models.reachability import broker_name, reason
+    from models.settings import get_settings
 
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and isinstance(
             exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-        return (f"herald's database could not be used ({_first_line(exc.orig)}); check that it is "
-                f"running and that DATABASE_URL points at it.")
+        return (f"herald's database could not be used ({reason(exc.orig or exc)}); check that it "
+                f"is running and that DATABASE_URL points at it.")
     module = type(exc).__module__.split(".")[0]
     if module in ("redis", "pika", "dramatiq") or isinstance(exc, ConnectionError):
-        return (f"The broker at REDIS_URL could not be used ({_first_line(exc) or type(exc).__name__}); "
+        return (f"{broker_name(get_settings().redis_url or '')} could not be used ({reason(exc)}); "
                 f"check that it is running and that REDIS_URL points at it.")
     return None
-
-
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc or "").strip()
-    return text.splitlines()[0].rstrip(".") if text else ""
