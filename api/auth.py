@@ -7,7 +7,6 @@ checked lately are kept a moment (`TokenCache`), and the rate limit is one Redis
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -69,7 +68,7 @@ class TokenCache:
         self._entries: dict[str, tuple[float, ApiClient]] = {}
 
     async def client_of(self, presented: str) -> ApiClient | None:
-        key = hashlib.sha256(presented.encode()).hexdigest()
+        key = tokens.secret_hash(presented)
         entry = self._entries.get(key)
         now = time.monotonic()
         if entry is None or now - entry[0] > self.seconds:

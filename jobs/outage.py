@@ -6,7 +6,7 @@ consumer in 3.00 seconds." at every attempt (dramatiq/worker.py ConsumerThread.r
 herald's queues, 16 lines every 3 s; and a WARNING every second for each message it cannot
 acknowledge. `BrokerOutageLog` sits on the worker's log handler, drops those lines, and on
 the first connection error starts a watch that asks the broker itself
-(`jobs.health.broker_problem`) after a growing wait (5, 10, 20, 40, then every 60 s),
+(`models.reachability.broker_problem`) after a growing wait (5, 10, 20, 40, then every 60 s),
 logging one sentence each time it still does not answer and one when it is back.
 Dramatiq's consumers keep reconnecting on their own every 3 s meanwhile; the watch only
 speaks for them.

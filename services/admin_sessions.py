@@ -11,7 +11,6 @@ too. Only hashes of the code and the token are stored, so a session is revoked b
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -21,6 +20,7 @@ from sqlmodel import Session, select
 from models.admin_sessions import AdminSession, Ended
 from models.errors import NotFound, SessionEnded
 from services.access import Viewer, load_viewer
+from services.tokens import secret_hash
 
 HANDOFF = timedelta(minutes=2)  # how long after the login its code can be swapped for the cookie
 KEPT = timedelta(days=30)       # sessions unused this long are deleted at their user's next login
@@ -32,7 +32,7 @@ def start(session: Session, user_id: int, now: datetime) -> tuple[int, str]:
     session.execute(sa.delete(AdminSession).where(AdminSession.user_id == user_id,
                                                   AdminSession.last_seen_at < now - KEPT))
     code = secrets.token_urlsafe(32)
-    row = AdminSession(user_id=user_id, secret_hash=_digest(code), created_at=now,
+    row = AdminSession(user_id=user_id, secret_hash=secret_hash(code), created_at=now,
                        last_seen_at=now)
     session.add(row)
     session.flush()
@@ -45,9 +45,9 @@ def claim(session: Session, code: str, now: datetime) -> str | None:
     token = secrets.token_urlsafe(32)
     t = AdminSession
     claimed = session.execute(
-        sa.update(t).where(t.secret_hash == _digest(code), t.claimed_at.is_(None),
+        sa.update(t).where(t.secret_hash == secret_hash(code), t.claimed_at.is_(None),
                            t.ended_at.is_(None), t.created_at > now - HANDOFF)
-        .values(secret_hash=_digest(token), claimed_at=now))
+        .values(secret_hash=secret_hash(token), claimed_at=now))
     return token if claimed.rowcount == 1 else None
 
 
@@ -56,7 +56,7 @@ def resume(session: Session, token: str | None) -> int | None:
     if not token:
         return None
     t = AdminSession
-    return session.exec(select(t.id).where(t.secret_hash == _digest(token),
+    return session.exec(select(t.id).where(t.secret_hash == secret_hash(token),
                                            t.claimed_at.is_not(None), t.ended_at.is_(None))).first()
 
 
@@ -115,6 +115,3 @@ def _why(ended: Ended, idle_minutes: int) -> str:
         Ended.GONE: "This account no longer exists or was deactivated; log in again.",
     }[ended]
 
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()

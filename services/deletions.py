@@ -78,7 +78,7 @@ def delete_report(session: Session, who: Who, tenant: Tenant, slug: str, *, with
     report = reports.get_report(session, who, tenant, slug)
     goes = _report_goes(session, report)
     if goes.schedules and not with_schedules:
-        raise InvalidInput(f"Report {slug!r} has {_schedules_text(goes.schedules)}; delete "
+        raise InvalidInput(f"Report {slug!r} has {schedules_text(goes.schedules)}; delete "
                            f"{'it' if len(goes.schedules) == 1 else 'them'} first, or delete the "
                            f"report together with its schedules.")
     _refuse_running(goes, f"report {slug!r}")
@@ -158,5 +158,8 @@ def _refuse_running(goes: WhatGoes, what: str) -> None:
                            f"{'it has' if goes.running == 1 else 'they have'} finished.")
 
 
-def _schedules_text(ids: tuple[int, ...]) -> str:
-    return f"schedule {ids[0]}" if len(ids) == 1 else f"schedules {', '.join(map(str, ids))}"
+def schedules_text(ids: tuple[int, ...]) -> str:
+    """'schedule 3', '2 schedules (3, 7)'; past ten, only how many."""
+    if len(ids) == 1:
+        return f"schedule {ids[0]}"
+    return f"{len(ids)} schedules" + (f" ({', '.join(map(str, ids))})" if len(ids) <= 10 else "")

@@ -70,7 +70,7 @@ def create_token(session: Session, who: Who, tenant_id: int, scopes: list[str] |
     if len(name) > 200:
         raise InvalidInput(f"The token name is {len(name)} characters long; shorten it to at most 200.")
     secret = secrets.token_urlsafe(32)
-    token = ApiToken(tenant_id=tenant_id, name=name, prefix=prefix, secret_hash=_hash(secret),
+    token = ApiToken(tenant_id=tenant_id, name=name, prefix=prefix, secret_hash=secret_hash(secret),
                      scopes=list(chosen), created_by=who.actor, created_at=now,
                      expires_at=now + timedelta(days=expires_days) if expires_days else None)
     session.add(token)
@@ -128,7 +128,7 @@ def authenticate(session: Session, presented: str, now: datetime) -> ApiClient |
     token = session.execute(sa.select(t.id, t.tenant_id, t.name, t.secret_hash, t.scopes, t.expires_at,
                                       t.last_used_at, t.revoked_at)
                             .where(t.prefix == prefix)).first()
-    if token is None or not hmac.compare_digest(token.secret_hash, _hash(secret)):
+    if token is None or not hmac.compare_digest(token.secret_hash, secret_hash(secret)):
         return None
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
@@ -139,7 +139,9 @@ def authenticate(session: Session, presented: str, now: datetime) -> ApiClient |
                      expires_at=token.expires_at)
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
+    """How herald keeps a secret it handed out (an API token, an admin session's token or
+    code): its SHA-256, never the secret itself."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from herald.cli.common import JsonOption, print_json, reports_errors
-from herald.cli.deleting import YesOption, confirm_deletion, goes_text, schedules_text
+from herald.cli.deleting import YesOption, confirm_deletion, goes_text
 from models import migrate
 from models.db import session_scope, utcnow
 from models.definition import load_definition
@@ -161,7 +161,7 @@ def report_delete(
         owner = tenants.get_tenant(session, OPERATOR, tenant)
         goes = deletions.what_goes_with_report(session, OPERATOR, owner, slug)
     if goes.schedules and not with_schedules:
-        raise HeraldError(f"Report {slug} has {schedules_text(goes.schedules)}; delete "
+        raise HeraldError(f"Report {slug} has {deletions.schedules_text(goes.schedules)}; delete "
                           f"{'it' if len(goes.schedules) == 1 else 'them'} first (`herald schedule "
                           f"delete ID`), or add --with-schedules to delete them with the report.")
     if goes.anything:

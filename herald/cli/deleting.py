@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from models.errors import HeraldError
-from services.deletions import WhatGoes
+from services.deletions import WhatGoes, schedules_text
 
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking first.")]
 
@@ -29,13 +29,6 @@ def confirm_deletion(what: str, question: str, yes: bool) -> None:
 def counted(count: int, noun: str) -> str:
     """'1 run', '120 runs'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def schedules_text(ids: tuple[int, ...]) -> str:
-    """'schedule 3', '2 schedules (3, 7)'; past ten, only how many."""
-    if len(ids) == 1:
-        return f"schedule {ids[0]}"
-    return f"{len(ids)} schedules" + (f" ({', '.join(map(str, ids))})" if len(ids) <= 10 else "")
 
 
 def goes_text(goes: WhatGoes) -> str:
