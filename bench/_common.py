@@ -46,8 +46,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_workers(env: dict[str, str], processes: int, threads: int, log):
-    """`dramatiq jobs` with `env`, in a session of its own (so `kill_group` reaches every child),
+def start_workers(env: dict[str, str], processes: int, threads: int, log, module: str = "jobs"):
+    """`dramatiq jobs` (or another broker `module`) with `env`, in a session of its own (so `kill_group` reaches every child),
     its output in the file `log`; the `subprocess.Popen`, once every worker process says it is ready."""
     import subprocess
     import sys
@@ -56,7 +56,7 @@ def start_workers(env: dict[str, str], processes: int, threads: int, log):
 
     with open(log, "w") as out:
         workers = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "jobs", "--processes", str(processes), "--threads", str(threads)],
+            [sys.executable, "-m", "dramatiq", module, "--processes", str(processes), "--threads", str(threads)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 60

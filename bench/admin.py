@@ -1,8 +1,9 @@
 """The admin's data functions against what they wrap.
 
 (1) Schedules page: `services.schedule_table.list_schedules` over 10,000 schedules of one tenant
-    (PostgreSQL), against the raw SQL it runs, on one plain psycopg connection.
-    Goal: at most 300 ms, and at most 2x the raw query.
+    (PostgreSQL; their "Last 10" strips filled from 600,000 runs as herald keeps them), all of
+    them and the admin's first page (`schedule_page`), each against the raw SQL it runs, on
+    one plain psycopg connection. Goal: at most 300 ms, and at most 2x the raw SQL.
 (2) Report preview: `services.documents.preview_report` of the demo report (PDF, page images,
     the CSV's first 20 rows) on the demo's SQLite data, against `herald export --format pdf`
     of the same report (`services.documents.export_report`, in-process). Goal: at most 1.3x.
@@ -18,7 +19,6 @@ Each pair runs alternately, one after the other, after a warm-up; medians.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import statistics
 import subprocess
@@ -67,32 +67,32 @@ def ms(times: list[float]) -> float:
 
 # (1) The schedules page.
 
-# What `list_schedules` reads for one tenant's page: its live schedules by id with their
-# reports, their recipients, and the tenant's fallback recipients.
+# What `list_schedules` reads for one tenant: its live schedules by id, each with its "Last 10"
+# strip (`schedule.recent_runs`), the columns the table shows, JSON read as text as herald
+# reads it; the tenant's reports; the schedules' recipients; the tenant's fallback recipients.
 SCHEDULES_SQL = """
-SELECT s.*, r.slug, r.title
-FROM schedule s JOIN report r ON r.id = s.report_id
+SELECT s.id, s.report_id, s.cron, s.timezone, s.active, s.next_run_at, s.last_status,
+       s.last_error, s.last_fired_at, CAST(s.formats AS TEXT), CAST(s.channels AS TEXT),
+       s.subject, s.paused_reason, s.paused_at, CAST(s.recent_runs AS TEXT)
+FROM schedule s
 WHERE s.tenant_id = %(tenant)s AND s.deleted_at IS NULL
 ORDER BY s.id
 """
+REPORTS_SQL = "SELECT id, slug, title FROM report WHERE tenant_id = %(tenant)s"
 RECIPIENTS_SQL = """
 SELECT sr.schedule_id, sr.channel, sr.address
 FROM schedule_recipient sr JOIN schedule s ON s.id = sr.schedule_id
 WHERE s.tenant_id = %(tenant)s AND s.deleted_at IS NULL
-ORDER BY sr.schedule_id, sr.id
+ORDER BY sr.id
 """
 FALLBACK_SQL = "SELECT channel, address FROM tenant_recipient WHERE tenant_id = %(tenant)s ORDER BY id"
-# The "Last 10" strip: each live schedule's ten newest runs (no test sends), read from the
-# (schedule, slot) index newest first, one array per schedule.
-RECENT_SQL = """
-SELECT s.id, last.outcomes, last.slot
-FROM schedule s CROSS JOIN LATERAL (
-    SELECT array_agg(ten.status ORDER BY ten.scheduled_for, ten.id) AS outcomes,
-           max(ten.scheduled_for) AS slot
-    FROM (SELECT r.status, r.scheduled_for, r.id FROM report_run r
-          WHERE r.schedule_id = s.id AND NOT r.test
-          ORDER BY r.scheduled_for DESC, r.id DESC LIMIT 10) ten) last
-WHERE s.tenant_id = %(tenant)s AND s.deleted_at IS NULL AND last.outcomes IS NOT NULL
+# One page of the table (`schedule_page`, the admin's): how many there are, then the page's
+# schedules and their recipients.
+COUNT_SQL = "SELECT count(*) FROM schedule WHERE tenant_id = %(tenant)s AND deleted_at IS NULL"
+PAGE_SQL = SCHEDULES_SQL + "LIMIT %(limit)s OFFSET %(offset)s"
+PAGE_RECIPIENTS_SQL = """
+SELECT schedule_id, channel, address FROM schedule_recipient
+WHERE schedule_id = ANY(%(ids)s) ORDER BY id
 """
 RUNS_PER_SCHEDULE = 30
 
@@ -102,6 +102,7 @@ def populate_schedules(url: str, total: int) -> None:
     or two recipients and `RUNS_PER_SCHEDULE` daily runs each; tenant 2 with as many again,
     which the page must not read."""
     from models.db import get_engine
+    from models.schedules import fill_recent_runs
 
     with get_engine(url).begin() as conn:
         conn.execute(sa.text("""
@@ -140,12 +141,16 @@ def populate_schedules(url: str, total: int) -> None:
             INSERT INTO app_user (email, password_hash, active, failed_logins, created_at)
             VALUES ('ana@acme.example', 'x', true, 0, now())"""))
         conn.execute(sa.text("INSERT INTO membership (user_id, tenant_id, role) VALUES (1, 1, 'viewer')"))
+        # Each schedule's "Last 10" strip, as herald keeps it (written as each run ends): the
+        # runs above were inserted without herald, so the strips are filled from them as
+        # migration 0016 filled them.
+        fill_recent_runs(conn)
         conn.execute(sa.text("ANALYZE"))
 
 
 def bench_schedules(total: int, repeat: int) -> dict[str, float] | None:
     try:
-        from services.schedule_table import list_schedules
+        from services.schedule_table import PAGE_SIZE, list_schedules, schedule_page
     except ImportError as exc:
         print(f"(1) skipped: services.schedule_table.list_schedules is not there yet ({exc}).")
         return None
@@ -160,38 +165,55 @@ def bench_schedules(total: int, repeat: int) -> dict[str, float] | None:
         migrate.upgrade(url)
         started = time.perf_counter()
         populate_schedules(url, total)
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")  # filling the strips left a dead copy of each schedule
         print(f"(1) {total:,} schedules in the listed tenant, {total:,} in another; "
               f"populated in {time.perf_counter() - started:.1f} s", flush=True)
         raw_conn = psycopg.connect(url.replace("+psycopg", ""))
+        tenant = {"tenant": 1}
 
         def raw() -> int:
             with raw_conn.cursor() as cur:
-                rows = cur.execute(SCHEDULES_SQL, {"tenant": 1}).fetchall()
-                cur.execute(RECIPIENTS_SQL, {"tenant": 1}).fetchall()
-                cur.execute(FALLBACK_SQL, {"tenant": 1}).fetchall()
-                cur.execute(RECENT_SQL, {"tenant": 1}).fetchall()
+                rows = cur.execute(SCHEDULES_SQL, tenant).fetchall()
+                cur.execute(REPORTS_SQL, tenant).fetchall()
+                cur.execute(RECIPIENTS_SQL, tenant).fetchall()
+                cur.execute(FALLBACK_SQL, tenant).fetchall()
+            raw_conn.rollback()
+            return len(rows)
+
+        def raw_page() -> int:
+            with raw_conn.cursor() as cur:
+                cur.execute(COUNT_SQL, tenant).fetchone()
+                rows = cur.execute(PAGE_SQL, {**tenant, "limit": PAGE_SIZE, "offset": 0}).fetchall()
+                cur.execute(REPORTS_SQL, tenant).fetchall()
+                cur.execute(PAGE_RECIPIENTS_SQL, {"ids": [r[0] for r in rows]}).fetchall()
+                cur.execute(FALLBACK_SQL, tenant).fetchall()
             raw_conn.rollback()
             return len(rows)
 
         engine = get_engine(url)
 
-        # The brief's call was list_schedules(session, viewer, tenant_id, now); the function as
-        # written takes no `now`, so it is passed only when the signature has it.
-        extra = {"now": NOW} if "now" in inspect.signature(list_schedules).parameters else {}
-
         def herald() -> int:
             with Session(engine) as session:
                 viewer = load_viewer(session, 1)
-                return len(list_schedules(session, viewer, 1, **extra))
+                return len(list_schedules(session, viewer, 1))
+
+        def herald_page() -> int:
+            with Session(engine) as session:
+                viewer = load_viewer(session, 1)
+                return len(schedule_page(session, viewer, 1, offset=0, limit=PAGE_SIZE).rows)
 
         listed, expected = herald(), raw()
         assert listed == expected, (listed, expected)
+        assert herald_page() == raw_page() == PAGE_SIZE
         raw_times, herald_times = alternate(raw, herald, repeat)
+        raw_page_times, page_times = alternate(raw_page, herald_page, max(repeat, 21))
         raw_conn.close()
         engine.dispose()
     finally:
         drop_database(name)
-    return {"raw": ms(raw_times), "herald": ms(herald_times), "rows": listed}
+    return {"raw": ms(raw_times), "herald": ms(herald_times), "rows": listed,
+            "raw_page": ms(raw_page_times), "page": ms(page_times), "page_rows": PAGE_SIZE}
 
 
 # (2) The report preview.
@@ -263,11 +285,14 @@ def main() -> None:
             return
     listed = bench_schedules(args.schedules, args.repeat) if args.only != "preview" else None
     if listed:
-        ratio = listed["herald"] / listed["raw"]
-        print(f"  {'raw SQL (schedules, reports, recipients, fallback, last 10 runs; psycopg):':66} {listed['raw']:8.1f} ms")
-        print(f"  {'list_schedules (' + format(listed['rows'], ',') + ' rows as plain data):':66} {listed['herald']:8.1f} ms")
-        print(f"  herald / raw = {ratio:.2f} (goal <= 2); herald {listed['herald']:.0f} ms (goal <= 300): "
-              f"{'met' if ratio <= 2 and listed['herald'] <= 300 else 'NOT met'}", flush=True)
+        for label, herald, raw in (
+                (f"list_schedules, all {listed['rows']:,} rows", listed["herald"], listed["raw"]),
+                (f"schedule_page, the first {listed['page_rows']} (the admin's table)", listed["page"],
+                 listed["raw_page"])):
+            ratio = herald / raw
+            print(f"  {label}: herald {herald:.1f} ms, raw SQL (the same statements; psycopg) "
+                  f"{raw:.1f} ms; herald / raw = {ratio:.2f} (goal <= 2), herald <= 300 ms: "
+                  f"{'met' if ratio <= 2 and herald <= 300 else 'NOT met'}", flush=True)
 
     if args.only == "schedules":
         return

@@ -18,7 +18,8 @@ timed work inside it). CPU is read from /proc: the workers' process tree (Chromi
 included), PostgreSQL and the whole machine; the last two count whatever else runs there.
 
     python bench/herd.py [--schedules 1000] [--processes 1,2,4] [--threads 4] [--real-sample 100]
-                         [--baseline 60] [--tenants 1] [--minute-ticks]
+                         [--baseline 60] [--tenants 1] [--minute-ticks] [--fan-out 50]
+                         [--real-only] [--profile]
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from tests.delivery.servers import MailSink  # noqa: E402
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SENDER = "Acme Reports <reports@acme.example>"
 STAGES = ("query_stage", "render_stage", "deliver_stage")
-INNER = {"query_stage": ("herald_query_seconds", {}),  # the work each stage times inside itself
-         "render_stage": ("herald_render_seconds", {"format": "pdf"}),
-         "deliver_stage": ("herald_send_seconds", {"channel": "email"})}
+INNER = {"queries": ("herald_query_seconds", {}),  # the work the stages time inside themselves
+         "render": ("herald_render_seconds", {"format": "pdf"}),
+         "send": ("herald_send_seconds", {"channel": "email"})}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Setup:
     tenants: int
     stall_s: float
     minute_ticks: bool
+    fan_out: int             # distinct params among the schedules (0: each its own)
+    profile: bool            # workers profiled (bench/_profiled.py), the profile printed
 
 
 @dataclass
@@ -83,13 +86,15 @@ class Herd:
     tick_s: float
     wall_s: float                  # the tick's start to the last delivery's finish
     used: dict[str, float]         # CPU s of workers (browsers included), postgres, machine; sessions
-    stage_ms: dict[str, float]     # actor: mean ms per message
-    inner_ms: dict[str, float]     # actor: mean ms of the work it times
+    stage_ms: dict[str, float]     # actor: ms of its messages in all (dramatiq's histogram)
+    inner_ms: dict[str, float]     # queries, render, send: ms in all of the work the stages time
     launches: int                  # Chromium launches (one per worker thread that printed)
+    renders: int                   # PDFs rendered, from the workers' herald_render_seconds
 
     @property
     def per_minute(self) -> float:
         return self.runs / self.wall_s * 60
+
 
 
 def make_datasource() -> tuple[str, str]:
@@ -101,9 +106,12 @@ def make_datasource() -> tuple[str, str]:
     return name, create_reader(name)
 
 
-def populate(url: str, datasource: str, schedules: int, tenants: int, slot) -> None:
+def populate(url: str, datasource: str, schedules: int, tenants: int, slot, fan_out: int = 0) -> None:
     """Tenants with the demo report, and `schedules` daily schedules due at `slot`, spread over
-    the tenants, each to one e-mail address of its own. Rows set-based, as bench/tick.py."""
+    the tenants, each to one e-mail address of its own. Schedule i asks for campaign
+    "Campaign {i % fan_out}": `fan_out` distinct (report, params), which share renders; without
+    it, every schedule its own campaign, so no two runs make the same documents. Rows
+    set-based, as bench/tick.py."""
     from herald.demo import DEMO_REPORT
     from models import migrate
     from models.db import get_engine, session_scope
@@ -120,11 +128,12 @@ def populate(url: str, datasource: str, schedules: int, tenants: int, slot) -> N
         conn.execute(sa.text("""
             INSERT INTO schedule (tenant_id, report_id, cron, timezone, formats, channels, params,
                                   active, next_run_at, misfire_grace_seconds, created_at)
-            SELECT r.tenant_id, r.id, :cron, 'UTC', '["pdf"]', '["email"]', '{}',
+            SELECT r.tenant_id, r.id, :cron, 'UTC', '["pdf"]', '["email"]',
+                   json_build_object('campaign', 'Campaign ' || i % :distinct),
                    true, :slot, 3600, now()
             FROM generate_series(0, :n - 1) i JOIN report r ON r.tenant_id = 1 + i % :tenants"""),
             {"cron": f"{slot.minute} {slot.hour} * * *", "slot": slot, "n": schedules,
-             "tenants": tenants})
+             "tenants": tenants, "distinct": fan_out or schedules})
         conn.execute(sa.text("""
             INSERT INTO schedule_recipient (schedule_id, channel, address)
             SELECT id, 'email', 'reader' || id || '@acme.example' FROM schedule"""))
@@ -206,9 +215,9 @@ def check_outcome(url: str, runs: int, sink: MailSink) -> float:
     return float(last)
 
 
-def stage_figures(metrics: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean ms per message of each actor (dramatiq's histogram) and of the work each times
-    (herald's), summed over every worker process's files."""
+def stage_figures(metrics: Path) -> tuple[dict[str, float], dict[str, float], int]:
+    """The ms of each actor's messages in all (dramatiq's histogram) and of the work the stages
+    time (herald's), summed over every worker process's files; and how many PDFs were rendered."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -216,15 +225,15 @@ def stage_figures(metrics: Path) -> tuple[dict[str, float], dict[str, float]]:
     MultiProcessCollector(registry, path=str(metrics))
     samples = [s for metric in registry.collect() for s in metric.samples]
 
-    def mean(name: str, labels: dict[str, str], scale: float) -> float:
-        chosen = [s for s in samples if labels.items() <= s.labels.items()]
-        total = sum(s.value for s in chosen if s.name == name + "_sum")
-        count = sum(s.value for s in chosen if s.name == name + "_count")
-        return total / count * scale if count else float("nan")
+    def total(name: str, labels: dict[str, str], scale: float) -> float:
+        return sum(s.value for s in samples if s.name == name + "_sum"
+                   and labels.items() <= s.labels.items()) * scale
 
-    stage = {a: mean("dramatiq_message_duration_milliseconds", {"actor_name": a}, 1) for a in STAGES}
-    inner = {a: mean(name, labels, 1000) for a, (name, labels) in INNER.items()}
-    return stage, inner
+    stage = {a: total("dramatiq_message_duration_milliseconds", {"actor_name": a}, 1) for a in STAGES}
+    inner = {a: total(name, labels, 1000) for a, (name, labels) in INNER.items()}
+    renders = sum(s.value for s in samples
+                  if s.name == "herald_render_seconds_count" and s.labels.get("format") == "pdf")
+    return stage, inner, int(renders)
 
 
 def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: int) -> Herd:
@@ -240,9 +249,14 @@ def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: i
     get_settings.cache_clear()
     sink, workers, log = MailSink().start(), None, work / "workers.log"
     try:
-        populate(url, setup.datasource, schedules, setup.tenants, utcnow().replace(second=0, microsecond=0))
+        populate(url, setup.datasource, schedules, setup.tenants, utcnow().replace(second=0, microsecond=0),
+                 setup.fan_out)
         env = worker_env(setup, url, sink.port, work / "metrics", stub=mode == "stub")
-        workers = start_workers(env, processes, threads, log)
+        if setup.profile:
+            (work / "profile").mkdir()
+            env["HERALD_PROFILE_DIR"] = str(work / "profile")
+        workers = start_workers(env, processes, threads, log,
+                                module="bench._profiled" if setup.profile else "jobs")
         databases = [name, setup.datasource_db]
         before = cpu_snapshot(workers.pid, databases)
         started = time.time()
@@ -253,9 +267,13 @@ def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: i
         after = cpu_snapshot(workers.pid, databases)
         used = {k: after[k] - before[k] for k in before}
         last = check_outcome(url, schedules, sink)
-        stage, inner = stage_figures(work / "metrics")
+        stage, inner, renders = stage_figures(work / "metrics")
         launches = log.read_text(errors="replace").count("launched Chromium")
-        return Herd(mode, processes, threads, schedules, tick_s, last - started, used, stage, inner, launches)
+        if setup.profile:
+            time.sleep(2.5)  # the workers' last dump
+            print_profile(work / "profile", schedules)
+        return Herd(mode, processes, threads, schedules, tick_s, last - started, used, stage, inner,
+                    launches, renders)
     finally:
         if workers is not None:
             kill_group(workers)
@@ -266,11 +284,51 @@ def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: i
         shutil.rmtree(work, ignore_errors=True)
 
 
+def print_profile(directory: Path, runs: int, top: int = 30) -> None:
+    """The workers' profile (bench/_profiled.py), merged: the functions that cost most, in
+    their own time and with what they call, per run; and the control database's statements
+    by their total time per run."""
+    import io
+    import json
+    import pstats
+    from collections import defaultdict
+
+    files = sorted(str(p) for p in directory.glob("*.prof"))
+    if not files:
+        print("  (no profile written)")
+        return
+    stats = pstats.Stats(*files, stream=io.StringIO())
+    total = sum(tt for _, _, tt, _, _ in stats.stats.values())
+    print(f"\n  profile of {runs} runs: {total / runs * 1000:.1f} ms of the worker threads' CPU per run "
+          f"(profiler overhead included; the SQL figures below are wall time)")
+    root = str(Path(__file__).resolve().parents[1])
+    herald = {k: v for k, v in stats.stats.items() if k[0].startswith(root) and "/bench/" not in k[0]}
+    for title, chosen, field in (("own time", stats.stats, 2), ("with callees", stats.stats, 3),
+                                 ("with callees, herald's functions", herald, 3)):
+        print(f"  top {top} by {title}, ms per run:")
+        rows = sorted(chosen.items(), key=lambda kv: kv[1][field], reverse=True)
+        for (filename, line, function), (_, calls, tt, ct, _) in rows[:top]:
+            where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+            print(f"    {tt / runs * 1000:7.2f} own {ct / runs * 1000:8.2f} cum {calls / runs:7.1f} calls  "
+                  f"{function} ({where}:{line})")
+    statements: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for path in directory.glob("*-statements.json"):
+        for text, (count, seconds) in json.loads(path.read_text()).items():
+            statements[text][0] += count
+            statements[text][1] += seconds
+    count = sum(c for c, _ in statements.values())
+    spent = sum(t for _, t in statements.values())
+    print(f"  SQL: {count / runs:.1f} statements, {spent / runs * 1000:.1f} ms per run; the costliest:")
+    for text, (n, seconds) in sorted(statements.items(), key=lambda kv: kv[1][1], reverse=True)[:top]:
+        print(f"    {seconds / runs * 1000:6.2f} ms {n / runs:5.2f}x  {text[:150]}")
+
+
 def print_tables(herds: list[Herd], threads: int) -> None:
     """Efficiency: throughput(N) / (N x throughput(1)) at `threads` per process."""
     one = {h.mode: h.per_minute for h in herds if (h.processes, h.threads) == (1, threads)}
     print("\nmode  processes x threads   runs    tick  tick -> last delivery  runs/min  efficiency"
-          "   CPU per run: workers  postgres   cores busy: workers  machine   PG sessions/run  Chromium launches")
+          "   CPU per run: workers  postgres   cores busy: workers  machine   PG sessions/run  Chromium launches"
+          "  PDFs rendered")
     for h in herds:
         efficiency = (h.per_minute / (h.processes * one[h.mode])
                       if h.threads == threads and h.mode in one else None)
@@ -279,14 +337,17 @@ def print_tables(herds: list[Herd], threads: int) -> None:
         print(f"{h.mode:<5} {h.processes:>9} x {h.threads:<7} {h.runs:>6,} {h.tick_s:>6.2f} s {h.wall_s:>15.1f} s "
               f"{h.per_minute:>9,.0f} {'' if efficiency is None else f'{efficiency:.2f}':>11} "
               f"{cpu['workers']:>21} {cpu['postgres']:>9} {cores['workers']:>21} {cores['machine']:>8} "
-              f"{h.used['sessions'] / h.runs:>17.2f} {h.launches:>18}")
-    print("\nper run, mean ms (share of the three stages' thread time) [the timed work inside: "
-          "SQL queries / render / SMTP send]")
-    print("mode  processes x threads   query stage            render stage            deliver stage")
+              f"{h.used['sessions'] / h.runs:>17.2f} {h.launches:>18} {h.renders:>14,}")
+    print("\nper run, mean ms of thread time: the run's messages by actor (dramatiq's; one message per "
+          "run when the stages are fused in query_stage), and the timed work inside them")
+    print("mode  processes x threads   " + "".join(f"{a:>15}" for a in STAGES) + "   messages"
+          + "".join(f"{k:>10}" for k in INNER) + "   the rest")
     for h in herds:
-        total = sum(h.stage_ms.values())
-        cells = [f"{h.stage_ms[a]:7.1f} {h.stage_ms[a] / total:4.0%} [{h.inner_ms[a]:6.1f}]" for a in STAGES]
-        print(f"{h.mode:<5} {h.processes:>9} x {h.threads:<7} " + "   ".join(cells))
+        stages = [h.stage_ms[a] / h.runs for a in STAGES]
+        inner = [h.inner_ms[k] / h.runs for k in INNER]
+        print(f"{h.mode:<5} {h.processes:>9} x {h.threads:<7} " + "".join(f"{v:15.1f}" for v in stages)
+              + f"{sum(stages):11.1f}" + "".join(f"{v:10.1f}" for v in inner)
+              + f"{sum(stages) - sum(inner):11.1f}")
 
 
 def main() -> None:
@@ -301,6 +362,11 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1, help="the schedules are spread over these")
     parser.add_argument("--minute-ticks", action="store_true", help="tick every minute during a herd, "
                         "as periodiq does (it re-enqueues runs queued for over a minute)")
+    parser.add_argument("--real-only", action="store_true", help="no PDF stub herds")
+    parser.add_argument("--fan-out", type=int, default=0, help="the schedules ask for this many "
+                        "distinct params, and share renders (0: each its own, none shared)")
+    parser.add_argument("--profile", action="store_true", help="profile the workers (cProfile per "
+                        "thread, SQL statement times) and print where each run's time goes")
     parser.add_argument("--stall", type=float, default=120, help="give up after this long without progress")
     args = parser.parse_args()
 
@@ -313,12 +379,14 @@ def main() -> None:
     import jobs  # noqa: F401  (installs the Redis broker before the actors are used)
 
     real = min(args.real_sample, args.schedules)
-    plan = [("stub", args.schedules, p, args.threads) for p in map(int, args.processes.split(","))]
+    plan = [("stub", args.schedules, p, args.threads) for p in map(int, args.processes.split(","))
+            if not args.real_only]
     plan += [("real", real, p, args.threads) for p in map(int, args.processes.split(",")) if real]
     plan += [(mode, min(args.baseline, n), 1, 1) for mode, n in (("stub", args.schedules), ("real", real))
-             if args.baseline and n]
+             if args.baseline and n and not (args.real_only and mode == "stub")]
     data_name, datasource = make_datasource()
-    setup = Setup(datasource, data_name, namespace, log_level, args.tenants, args.stall, args.minute_ticks)
+    setup = Setup(datasource, data_name, namespace, log_level, args.tenants, args.stall, args.minute_ticks,
+                  args.fan_out, args.profile)
     herds = []
     try:
         for mode, schedules, processes, threads in plan:

@@ -18,6 +18,8 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email import policy
@@ -102,6 +104,26 @@ def _reply_error(what: str, code: int, reply: bytes | str, channel_wide: bool = 
                          channel_wide=channel_wide)
 
 
+# Runs that share a render (`pipeline.sharing`) send the same letter: its body is serialised
+# once per process and kept for a minute (its Date header says when it was written).
+BODY_KEPT_S = 60.0
+BODIES_KEPT = 32
+_bodies: dict[tuple, tuple[float, bytes]] = {}
+_bodies_lock = threading.Lock()
+
+
+def body_key(letter: Letter, from_name: str, from_addr: str) -> tuple:
+    """What a letter's body is made of: everything but the run's id and the recipients, with
+    each document by its file's identity (the runs sharing a render link the same file)."""
+    files = []
+    for a in letter.attachments:
+        found = a.path.stat()
+        files.append((a.format, a.filename, a.media_type, a.rows, found.st_dev, found.st_ino,
+                      found.st_size, found.st_mtime_ns))
+    return (from_name, from_addr, letter.subject, letter.title, letter.tenant, letter.period,
+            letter.generated_at, letter.summary, letter.notes, letter.locale, tuple(files))
+
+
 def compose(letter: Letter, sender: Address) -> EmailMessage:
     """The run's message without To and Message-ID: text and HTML alternatives, then each
     document as a base64 attachment.
@@ -162,7 +184,6 @@ class MailSender:
         self.from_name, self.from_addr = parseaddr(settings.mail_from)
         self.where = f"{settings.mail_smtp_host}:{settings.mail_smtp_port}"
         self._client: smtplib.SMTP | None = None
-        self._bodies: dict[int, bytes] = {}
 
     def _connect(self) -> smtplib.SMTP:
         """An open, greeted connection: encrypted wherever the server allows, logged in if asked."""
@@ -202,11 +223,19 @@ class MailSender:
         client.login(s.mail_smtp_user, s.mail_smtp_pass.get_secret_value())
 
     def _body(self, letter: Letter) -> bytes:
-        """Everything but To and Message-ID, serialised once per run and shared by every recipient."""
-        body = self._bodies.get(letter.run_id)
-        if body is None:
-            sender = Address(display_name=self.from_name or letter.tenant, addr_spec=self.from_addr)
-            body = self._bodies[letter.run_id] = compose(letter, sender).as_bytes()
+        """Everything but To and Message-ID, serialised once and shared by every recipient of
+        the run, and by the runs after it that send the same letter (`body_key`)."""
+        key = body_key(letter, self.from_name, self.from_addr)
+        with _bodies_lock:
+            found = _bodies.get(key)
+            if found is not None and time.monotonic() - found[0] < BODY_KEPT_S:
+                return found[1]
+        sender = Address(display_name=self.from_name or letter.tenant, addr_spec=self.from_addr)
+        body = compose(letter, sender).as_bytes()
+        with _bodies_lock:
+            _bodies[key] = (time.monotonic(), body)
+            while len(_bodies) > BODIES_KEPT:
+                _bodies.pop(next(iter(_bodies)))
         return body
 
     def send(self, delivery_id: int, recipient: str, letter: Letter, sent_parts: Mapping[str, str],

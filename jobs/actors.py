@@ -21,9 +21,11 @@ from jobs.dispatch import dispatch_runs
 from jobs.shards import query_queue
 from jobs.tick import tick
 from models.db import utcnow
+from models.errors import RenderError
 from models.settings import get_settings
+from pipeline.carried import Carried
 from pipeline.deliver import deliver_due
-from pipeline.query import DELIVER, RENDER, query_run
+from pipeline.in_process import run_stages
 from pipeline.render import render_run
 
 log = logging.getLogger("herald.actors")
@@ -60,33 +62,48 @@ def query_backlog(broker: dramatiq.Broker) -> bool:
     return False
 
 
+# A run's message: query, render and deliver in one thread. Every worker takes every queue, so
+# a message per stage would only come back to this same pool, at the cost of a Redis round trip,
+# a transaction and a thread hand-over each. The query and the render have timeouts of their
+# own (HERALD_QUERY_TIMEOUT_SECONDS, HERALD_RENDER_TIMEOUT_SECONDS): a message's limit is the
+# delivery's, which a run to thousands of recipients needs.
+RUN_LIMIT_MS = 30 * MINUTE_MS
+RENDER_BACKOFF_MS = 5_000
+
+
 @dramatiq.actor(queue_name=query_queue(get_settings().shards[0]), max_retries=3,
                 min_backoff=5_000, max_backoff=60_000,
-                time_limit=int(get_settings().query_timeout_seconds * 1000) + 5 * MINUTE_MS)
+                time_limit=RUN_LIMIT_MS)
 def query_stage(run_id: int) -> None:
-    """Take the run and query the tenant's database; routed per message to the tenant's shard."""
-    following = query_run(run_id)
-    if following == RENDER:
-        render_stage.send(run_id)
-    elif following == DELIVER:
-        deliver_stage.send(run_id)
+    """Take the run, query the tenant's database, render and deliver (routed per message to
+    the tenant's shard). A failed render is retried as a render stage's message of its own,
+    so its retries do not query again."""
+    try:
+        run_stages(run_id, deliver)
+    except RenderError:
+        render_stage.send_with_options(args=(run_id,), delay=RENDER_BACKOFF_MS)
 
 
-@dramatiq.actor(queue_name="render", max_retries=2, min_backoff=5_000, max_backoff=60_000,
-                time_limit=10 * MINUTE_MS)
+@dramatiq.actor(queue_name="render", max_retries=2, min_backoff=RENDER_BACKOFF_MS, max_backoff=60_000,
+                time_limit=RUN_LIMIT_MS)
 def render_stage(run_id: int) -> None:
-    """Render the run's documents; the deliver stage follows."""
+    """Render the run's documents (a retry), then deliver them."""
     if render_run(run_id):
-        deliver_stage.send(run_id)
+        deliver(run_id)
 
 
 @dramatiq.actor(queue_name="deliver", max_retries=5, min_backoff=10_000, max_backoff=5 * MINUTE_MS,
-                time_limit=30 * MINUTE_MS)
+                time_limit=RUN_LIMIT_MS)
 def deliver_stage(run_id: int) -> None:
+    """Deliver the run (a retry waiting its backoff, or a resend)."""
+    deliver(run_id)
+
+
+def deliver(run_id: int, carried: Carried | None = None) -> None:
     """Send to every recipient that may be sent to now; the rest (retries waiting their backoff)
-    wait in the broker, as this message sent again with a delay, not in this thread. The pass
-    that finds nobody left ends the run."""
-    retry_at = deliver_due(run_id)
+    wait in the broker, as a deliver stage's message sent with a delay, not in this thread. The
+    pass that finds nobody left ends the run."""
+    retry_at = deliver_due(run_id, carried)
     if retry_at is not None:
         delay_ms = max(int((retry_at - utcnow()).total_seconds() * 1000), 0)
         deliver_stage.send_with_options(args=(run_id,), delay=delay_ms)

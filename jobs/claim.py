@@ -13,8 +13,8 @@ that a set can do:
 
 Every run is born QUEUED (the column's default); a slot claimed past its misfire grace is
 then moved to MISSED in the same transaction (`pipeline.lifecycle.move`), with the reason on
-the run and its schedule. The unique (schedule, slot) key makes a second run for a slot
-impossible, whoever claims it.
+the run and its schedule, and the slot in the schedule's "Last 10" strip. The unique
+(schedule, slot) key makes a second run for a slot impossible, whoever claims it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from models import cron
 from models.db import insert_ignoring_conflicts
 from models.errors import InvalidInput
 from models.runs import ReportRun, RunStatus
-from models.schedules import Schedule
+from models.schedules import Schedule, with_outcomes
 from pipeline.lifecycle import move, note_created
 
 log = logging.getLogger("herald.tick")
@@ -103,8 +103,20 @@ def _miss(session: Session, late: list[sa.Row], now: datetime, graces: dict[int,
                   "b_error": missed_error(r.scheduled_for, now, graces[r.schedule_id])} for r in chunk]
         session.execute(RUNS.update().where(RUNS.c.id == sa.bindparam("b_run"))
                         .values(error=sa.bindparam("b_error")), notes)
+        # Each schedule's last status, and its "Last 10" strip with the missed slots: the
+        # chunk's strips read in one statement, merged here, written with the status.
+        missed: dict[int, list[tuple[int, str, datetime]]] = {}
+        for r in chunk:
+            missed.setdefault(r.schedule_id, []).append((r.id, RunStatus.MISSED, r.scheduled_for))
+        strips = dict(session.execute(sa.select(SCHEDULES.c.id, SCHEDULES.c.recent_runs)
+                                      .where(SCHEDULES.c.id.in_(list(missed)))).all())
+        errors = {n["b_schedule"]: n["b_error"] for n in notes}  # a schedule's last run's
         session.execute(SCHEDULES.update().where(SCHEDULES.c.id == sa.bindparam("b_schedule"))
-                        .values(last_status="missed", last_error=sa.bindparam("b_error")), notes)
+                        .values(last_status="missed", last_error=sa.bindparam("b_error"),
+                                recent_runs=sa.bindparam("b_strip")),
+                        [{"b_schedule": schedule_id, "b_error": errors[schedule_id],
+                          "b_strip": with_outcomes(strips.get(schedule_id) or [], outcomes)}
+                         for schedule_id, outcomes in missed.items()])
 
 
 def missed_error(slot: datetime, now: datetime, grace_s: int) -> str:

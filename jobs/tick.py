@@ -34,6 +34,7 @@ from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
 from pipeline import metrics
 from pipeline.lifecycle import end_run, move
+from pipeline.sharing import purge_finished as purge_finished_shares
 
 log = logging.getLogger("herald.tick")
 RUNS = ReportRun.__table__
@@ -147,6 +148,7 @@ def tick(now: datetime, dispatch: Dispatch, url: str | None = None, *,
                 break
         with session_scope(url) as session:  # retention: whatever expired since the last tick
             report.purged = purge_expired(session, now)
+            purge_finished_shares(session, now)
             purge_idempotency_keys(session, now)
     _write_heartbeat(now, int((time.monotonic() - started) * 1000), claimed, url)
     metrics.observe_tick(now, time.monotonic() - started, report.flagged)

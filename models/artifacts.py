@@ -6,7 +6,13 @@ through the control database with constant memory.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import hashlib
+import itertools
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,24 +30,33 @@ QUERY_RESULT = "query-result"  # the query stage's rows, read by the render and 
 
 def store_artifact(session: Session, *, run_id: int | None, kind: str, filename: str,
                    media_type: str, source: bytes | BinaryIO, now: datetime,
-                   rows: int | None = None) -> Artifact:
-    """Keep `source` until the retention period ends; replaces the run's earlier one of that kind."""
-    if run_id is not None:
+                   rows: int | None = None, replace: bool = True) -> Artifact:
+    """Keep `source` until the retention period ends; replaces the run's earlier one of that
+    kind (`replace=False`: the caller knows there is none). Content that fits one chunk is
+    written in two statements, the artifact with its checksum and the chunk."""
+    if run_id is not None and replace:
         session.execute(sa.delete(Artifact).where(Artifact.run_id == run_id, Artifact.kind == kind))
-    artifact = Artifact(run_id=run_id, kind=kind, filename=filename, media_type=media_type,
-                        size=0, checksum="", created_at=now, rows=rows,
-                        expires_at=now + timedelta(days=get_settings().artifact_retention_days))
-    session.add(artifact)
-    session.flush()
-    digest, size, seq = hashlib.sha256(), 0, 0
-    chunks = ([source[i:i + CHUNK_SIZE] for i in range(0, len(source), CHUNK_SIZE)]
-              if isinstance(source, bytes) else iter(lambda: source.read(CHUNK_SIZE), b""))
-    for chunk in chunks:
+    first = source if isinstance(source, bytes) else source.read(CHUNK_SIZE)
+    whole = isinstance(source, bytes) or len(first) < CHUNK_SIZE
+    values = dict(run_id=run_id, kind=kind, filename=filename, media_type=media_type,
+                  size=len(first), checksum=hashlib.sha256(first).hexdigest() if whole else "",
+                  created_at=now, rows=rows,
+                  expires_at=now + timedelta(days=get_settings().artifact_retention_days))
+    artifact = Artifact(id=session.execute(sa.insert(Artifact).values(**values)
+                                           .returning(Artifact.id)).scalar_one(), **values)
+    if whole:
+        chunks = [first[i:i + CHUNK_SIZE] for i in range(0, len(first), CHUNK_SIZE)]
+    else:
+        chunks = itertools.chain([first], iter(lambda: source.read(CHUNK_SIZE), b""))
+    digest, size = hashlib.sha256(), 0
+    for seq, chunk in enumerate(chunks):
         session.execute(sa.insert(ArtifactChunk).values(artifact_id=artifact.id, seq=seq, data=chunk))
         digest.update(chunk)
-        size, seq = size + len(chunk), seq + 1
-    artifact.size, artifact.checksum = size, digest.hexdigest()
-    session.flush()
+        size += len(chunk)
+    if not whole:
+        artifact.size, artifact.checksum = size, digest.hexdigest()
+        session.execute(sa.update(Artifact).where(Artifact.id == artifact.id)
+                        .values(size=size, checksum=artifact.checksum))
     return artifact
 
 
@@ -50,28 +65,60 @@ def store_artifact_file(session: Session, path: Path, **fields) -> Artifact:
         return store_artifact(session, source=source, **fields)
 
 
-def iter_content(session: Session, artifact_id: int) -> Iterator[bytes]:
-    """The artifact's bytes, one chunk at a time."""
-    seq = 0
-    while True:
-        chunk = session.execute(
-            sa.select(ArtifactChunk.data).where(ArtifactChunk.artifact_id == artifact_id,
+def iter_content(session: Session, artifact: Artifact) -> Iterator[bytes]:
+    """The artifact's bytes, one chunk at a time (another artifact's, when it shares them)."""
+    holder = artifact.content_id or artifact.id
+    for seq in range(-(-artifact.size // CHUNK_SIZE)):
+        yield session.execute(
+            sa.select(ArtifactChunk.data).where(ArtifactChunk.artifact_id == holder,
                                                 ArtifactChunk.seq == seq)
-        ).scalar_one_or_none()
-        if chunk is None:
-            return
-        yield chunk
-        seq += 1
+        ).scalar_one()
 
 
-def read_content(session: Session, artifact_id: int) -> bytes:
+def read_content(session: Session, artifact: Artifact) -> bytes:
     """The whole content; for small artifacts (query results, PDFs)."""
-    return b"".join(iter_content(session, artifact_id))
+    return b"".join(iter_content(session, artifact))
 
 
-def copy_content(session: Session, artifact_id: int, target: BinaryIO) -> None:
-    for chunk in iter_content(session, artifact_id):
+def copy_content(session: Session, artifact: Artifact, target: BinaryIO) -> None:
+    for chunk in iter_content(session, artifact):
         target.write(chunk)
+
+
+# --- Local copies of shared bytes ------------------------------------------------------------
+# Runs that share a render (`pipeline.sharing`) have artifacts naming the same bytes; a worker
+# delivering many of them reads those bytes from the database once and keeps them on local
+# disk for the next. An artifact's bytes never change (a new render is a new artifact), so a
+# copy is keyed by the id of the artifact holding them. Bounded; removed when the process ends.
+LOCAL_COPIES = 64
+_copies: collections.OrderedDict[int, Path] = collections.OrderedDict()
+_copies_lock = threading.Lock()
+_copies_dir: Path | None = None
+
+
+def local_copy(session: Session, artifact: Artifact) -> Path:
+    """A file on local disk with the artifact's bytes, shared with the other artifacts that name
+    the same bytes; read only, and valid until LOCAL_COPIES other copies were made after it."""
+    global _copies_dir
+    holder = artifact.content_id or artifact.id
+    with _copies_lock:
+        if holder in _copies:
+            _copies.move_to_end(holder)
+            return _copies[holder]
+        if _copies_dir is None:
+            _copies_dir = Path(tempfile.mkdtemp(prefix="herald-shared-"))
+            atexit.register(shutil.rmtree, _copies_dir, True)
+    path = _copies_dir / f"{holder}.part-{threading.get_ident()}"
+    with path.open("wb") as target:
+        copy_content(session, artifact, target)
+    final = path.with_name(str(holder))
+    path.replace(final)
+    with _copies_lock:
+        _copies[holder] = final
+        while len(_copies) > LOCAL_COPIES:
+            _, gone = _copies.popitem(last=False)
+            gone.unlink(missing_ok=True)
+    return final
 
 
 def run_artifact(session: Session, run_id: int, kind: str) -> Artifact | None:

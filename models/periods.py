@@ -11,6 +11,7 @@ Day, week and month boundaries are local midnights computed with zoneinfo, so a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -122,8 +123,10 @@ def _midnight(day: date, zone) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC).astimezone(zone)
 
 
+@functools.lru_cache(maxsize=1024)
 def previous_fire(expr: str, timezone: str, slot: datetime) -> datetime:
-    """The latest fire of `expr` strictly before `slot`, under herald's DST policy."""
+    """The latest fire of `expr` strictly before `slot`, under herald's DST policy (kept: the
+    schedules due at one slot often share their cron, and walking it back costs milliseconds)."""
     before = slot - timedelta(microseconds=1)
     fire = cron.latest_fire_at_or_before(expr, timezone, before, before - _LOOK_BACK)
     if fire is None:

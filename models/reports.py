@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import Any
 
@@ -26,5 +28,11 @@ class Report(SQLModel, table=True):
     updated_at: datetime | None = timestamp()
 
     def parsed(self) -> ReportDefinition:
-        """The definition as typed objects (it was validated when written)."""
-        return ReportDefinition.model_validate(self.definition)
+        """The definition as typed objects (it was validated when written). Definitions are
+        frozen: the last ones parsed are kept, as every run of a report parses it again."""
+        return _parsed(json.dumps(self.definition, sort_keys=True, separators=(",", ":")))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(definition: str) -> ReportDefinition:
+    return ReportDefinition.model_validate(json.loads(definition))

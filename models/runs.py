@@ -100,11 +100,15 @@ class Artifact(SQLModel, table=True):
     """A rendered document or query result, readable by every worker until it expires.
 
     The bytes live in `ArtifactChunk` rows of at most 1 MiB, so a large CSV is
-    written and read with constant memory.
+    written and read with constant memory. A run that shared another's render
+    (`pipeline.sharing`) has artifacts of its own whose bytes are the other's:
+    `content_id` names the artifact that holds them (they expire together; a
+    report's runs, which alone share, are deleted together).
     """
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = parent("report_run.id", nullable=True)
+    content_id: int | None = parent("artifact.id", nullable=True)
     kind: str = Field(max_length=32)
     filename: str = Field(max_length=300)
     media_type: str = Field(max_length=100)
@@ -113,6 +117,31 @@ class Artifact(SQLModel, table=True):
     checksum: str = Field(max_length=64)
     created_at: datetime = created_at()
     expires_at: datetime | None = timestamp(index=True)
+
+
+class ShareState(StrEnum):
+    RENDERING = "rendering"  # its leader run is querying and rendering
+    READY = "ready"          # the documents are the leader's artifacts
+    SKIPPED = "skipped"      # send_if was not met: `error` says why
+    FAILED = "failed"        # permanently (a query error): `error` says why
+    RETRY = "retry"          # the leader's attempt failed (`error`); the next attempt leads
+
+
+class RenderShare(SQLModel, table=True):
+    """One render shared by the runs due in the same minute that make the same documents
+    (`pipeline.sharing`): the first leads, the others wait for its outcome and reuse it."""
+
+    __tablename__ = "render_share"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)  # sha256 of what the documents depend on
+    tenant_id: int = parent("tenant.id")
+    leader_run_id: int | None = Field(default=None, foreign_key="report_run.id", ondelete="SET NULL",
+                                      nullable=True, index=True)
+    state: ShareState = Field(default=ShareState.RENDERING, sa_type=sa.String(16))
+    error: str | None = Field(default=None, sa_type=RedactedText)  # why skipped, failed, to retry
+    created_at: datetime = created_at()
+    finished_at: datetime | None = timestamp()
 
 
 class ArtifactChunk(SQLModel, table=True):

@@ -1,8 +1,10 @@
-"""Schedules: when a report is sent, in which formats, to whom; and pausing or resuming one."""
+"""Schedules: when a report is sent, in which formats, to whom; pausing or resuming one; and
+the "Last 10" strip of its outcomes that its row keeps."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +15,8 @@ from models.audit import record_change
 from models.base import Channel, created_at, json_column, parent, timestamp
 from models.db import RedactedText
 from models.tenancy import Tenant
+
+RECENT = 10  # outcomes in a schedule's "Last 10" strip (`Schedule.recent_runs`)
 
 
 class Schedule(SQLModel, table=True):
@@ -44,6 +48,10 @@ class Schedule(SQLModel, table=True):
     # Why herald paused the schedule itself (its runs kept failing), and when; cleared on resume.
     paused_reason: str | None = Field(default=None, sa_type=RedactedText)
     paused_at: datetime | None = timestamp()
+    # The "Last 10" strip: its last runs' outcomes (no tests), oldest first, each
+    # [run id, status, slot (ISO)]; written as each run ends and by the tick for missed slots.
+    recent_runs: list[list[Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False,
+                                         sa_column_kwargs={"server_default": "[]"})
     misfire_grace_seconds: int = Field(default=3600)
     # Spreading (models.spread): the window after each slot to run in (None: the tenant's),
     # and the offset `next_run_at` currently carries.
@@ -87,3 +95,73 @@ def set_active(session: Session, schedule: Schedule, active: bool, now: datetime
     session.flush()
     record_change(session, schedule.tenant_id, "schedule", schedule.id,
                   "resumed" if active else "paused", actor, changes)
+
+
+# --- the "Last 10" strip: written as each run ends (`pipeline.lifecycle.end_run`) and by the
+# tick for the slots it misses (`jobs.claim`), read by the schedules table ----------------------
+
+def with_outcome(strip: Iterable[list[Any]], run_id: int, status: str,
+                 slot: datetime) -> list[list[Any]]:
+    """A new strip: `strip` with run `run_id` ended in `status` for its `slot`. An entry of the
+    same run is replaced, not added (a resent run ends again); the entries are ordered by
+    (slot, run id) and the last `RECENT` kept. `strip` itself is left as it is."""
+    return with_outcomes(strip, [(run_id, status, slot)])
+
+
+def with_outcomes(strip: Iterable[list[Any]],
+                  outcomes: Iterable[tuple[int, str, datetime]]) -> list[list[Any]]:
+    """`with_outcome` for several runs of one schedule at once: (run id, status, slot) each."""
+    new = {run_id: [run_id, getattr(status, "value", status), _iso(slot)]
+           for run_id, status, slot in outcomes}
+    merged = [list(entry) for entry in strip if entry[0] not in new] + list(new.values())
+    # Parsed, never compared as text: PostgreSQL's backfill writes ".000000+00:00", Python's
+    # isoformat leaves out microseconds that are zero.
+    merged.sort(key=lambda entry: (datetime.fromisoformat(entry[2]), entry[0]))
+    return merged[-RECENT:]
+
+
+def _iso(slot: datetime) -> str:
+    """A slot as a strip keeps it: ISO 8601 in UTC (a naive one is taken as UTC)."""
+    return (slot.astimezone(UTC) if slot.tzinfo else slot.replace(tzinfo=UTC)).isoformat()
+
+
+def fill_recent_runs(connection: sa.Connection) -> None:
+    """Write every live schedule's strip from its runs: its last `RECENT` runs (no tests),
+    oldest first, each [id, status, slot (ISO)]. What migration 0016 did once (it keeps its own
+    copy of these statements, as migrations do), for data written without herald's pipeline:
+    the benchmarks' SQL inserts."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text(f"""
+            UPDATE schedule s SET recent_runs = last.strip
+            FROM (SELECT ten.schedule_id,
+                         json_agg(json_build_array(ten.id, ten.status,
+                                                   to_char(ten.scheduled_for AT TIME ZONE 'UTC',
+                                                           'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+                                  ORDER BY ten.scheduled_for, ten.id) AS strip
+                  FROM schedule s2
+                  CROSS JOIN LATERAL (
+                      SELECT r.id, r.status, r.scheduled_for, r.schedule_id FROM report_run r
+                      WHERE r.schedule_id = s2.id AND NOT r.test
+                      ORDER BY r.scheduled_for DESC, r.id DESC LIMIT {RECENT}) ten
+                  WHERE s2.deleted_at IS NULL
+                  GROUP BY ten.schedule_id) last
+            WHERE s.id = last.schedule_id"""))
+        return
+    import json
+
+    rows = connection.execute(sa.text(f"""
+        SELECT schedule_id, id, status, scheduled_for FROM (
+            SELECT r.schedule_id, r.id, r.status, r.scheduled_for,
+                   ROW_NUMBER() OVER (PARTITION BY r.schedule_id
+                                      ORDER BY r.scheduled_for DESC, r.id DESC) AS n
+            FROM report_run r JOIN schedule s ON s.id = r.schedule_id
+            WHERE NOT r.test AND s.deleted_at IS NULL) ranked
+        WHERE n <= {RECENT} ORDER BY schedule_id, scheduled_for, id""")).all()
+    strips: dict[int, list] = {}
+    for schedule_id, run_id, status, slot in rows:
+        if isinstance(slot, str):
+            slot = datetime.fromisoformat(slot)
+        strips.setdefault(schedule_id, []).append([run_id, status, _iso(slot)])
+    for schedule_id, strip in strips.items():
+        connection.execute(sa.text("UPDATE schedule SET recent_runs = :strip WHERE id = :id"),
+                           {"strip": json.dumps(strip), "id": schedule_id})

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     telegram_api_url: str | None = Field(None, validation_alias=_env("TELEGRAM_API_URL"))
 
     render_pdf_stub: bool = Field(False, validation_alias=_env("RENDER_PDF_STUB"))
+    # Runs due in the same minute that make the same documents share one render (pipeline.sharing).
+    share_renders: bool = Field(True, validation_alias=_env("HERALD_SHARE_RENDERS"))
 
     shards: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["default"], validation_alias=_env("HERALD_SHARDS")

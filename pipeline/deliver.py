@@ -22,7 +22,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlmodel import select
 
 from delivery import CHANNELS, DeliveryError, Letter, Sender
@@ -33,8 +32,8 @@ from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
 from models.schedules import Schedule
 from models.settings import Settings, get_settings
 from pipeline import metrics
+from pipeline.carried import Carried
 from pipeline.deliveries import (
-    DELIVERIES,
     Stamper,
     Taken,
     extend,
@@ -56,54 +55,56 @@ MIN_WAIT = timedelta(milliseconds=250)  # between passes over a run, whatever th
 POLL_S = 5.0
 
 
-def deliver_run(run_id: int) -> None:
+def deliver_run(run_id: int, carried: Carried | None = None) -> None:
     """Send to every recipient of the run not yet sent to, waiting here for retries, then end
     the run from its deliveries (the run must still be RUNNING)."""
-    while (retry_at := deliver_due(run_id)) is not None:
+    while (retry_at := deliver_due(run_id, carried)) is not None:
         # Another worker's lease may end early (it finished): look again every few seconds.
         time.sleep(min(max((retry_at - utcnow()).total_seconds(), 0.0), POLL_S))
 
 
-def deliver_due(run_id: int) -> datetime | None:
+def deliver_due(run_id: int, carried: Carried | None = None) -> datetime | None:
     """Send whatever of the run may be sent now (the run must still be RUNNING). Returns when
     its next pending delivery may be tried (a retry's backoff, another worker's lease), holding
-    the run until a lease after that; or None when none is pending (the run has ended)."""
-    if not still_running(run_id):
+    the run until a lease after that; or None when none is pending (the run has ended).
+    With `carried` (the earlier stages ran in this thread), the run's rows and documents are
+    not read again."""
+    if (carried is None or carried.rows is None) and not still_running(run_id):
         return None
     lease = lease_length()
     with holding_lease(run_id, lease):
-        retry_at = _deliver(run_id)
+        retry_at = _deliver(run_id, carried)
     if retry_at is not None:  # the tick must not take a run waiting for its retry for abandoned
         now = utcnow()
         renew_lease(run_id, now, retry_at - now + lease)
     return retry_at
 
 
-def _deliver(run_id: int) -> datetime | None:
+def _deliver(run_id: int, carried: Carried | None) -> datetime | None:
     settings = get_settings()
     with session_scope(locking=True) as session:  # reads then writes: on SQLite, take the lock first
-        run = session.get(ReportRun, run_id)
-        schedule = session.get(Schedule, run.schedule_id)
+        if carried is not None and carried.rows is not None:
+            run, schedule = carried.rows[:2]
+        else:
+            run = session.get(ReportRun, run_id)
+            schedule = session.get(Schedule, run.schedule_id)
         plan_deliveries(session, run_id, planned_recipients(session, schedule, run))
     # The run's documents (and their zips) are spooled here for this pass, and removed after it.
     with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
-        _deliver_pending(run_id, settings, Path(spool))
-    retry_at = next_attempt_at(run_id)
-    if retry_at is None:
-        end_from_deliveries(run_id)
-        return None
-    return max(retry_at, utcnow() + MIN_WAIT)
+        _deliver_pending(run_id, settings, Path(spool), carried)
+    retry_at = end_from_deliveries(run_id)
+    return None if retry_at is None else max(retry_at, utcnow() + MIN_WAIT)
 
 
-def _deliver_pending(run_id: int, settings: Settings, directory: Path) -> None:
+def _deliver_pending(run_id: int, settings: Settings, directory: Path, carried: Carried | None) -> None:
     """Send on every channel with deliveries that may be taken now (none leased by another
     worker, none waiting for its retry), documents read from `directory`."""
     with session_scope() as session:
-        run = session.get(ReportRun, run_id)
+        run = carried.rows[0] if carried is not None and carried.rows is not None else session.get(ReportRun, run_id)
         channels = takeable_channels(session, run_id, utcnow())
         if not channels:
             return
-        letter = build_letter(session, run, directory)
+        letter = build_letter(session, run, directory, carried)
         if settings.public_url:
             letter = with_unsubscribe(session, letter, run, settings.public_url)
     stamper, zipper = Stamper(), Zipper(directory)
@@ -127,6 +128,8 @@ def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Set
     try:
         while batch := take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH):
             if not _send_batch(batch, channel, sender, letter, settings, stamper, lease):
+                break
+            if len(batch) < TAKE_BATCH:  # that was all there was to take
                 break
         stamper.flush()
     finally:
@@ -169,30 +172,23 @@ def _send_batch(batch: list[Taken], channel: Channel, sender: Sender, letter: Le
     return True
 
 
-def next_attempt_at(run_id: int) -> datetime | None:
-    """When the run's earliest pending delivery may be taken again (its retry is due, or the
-    lease of the worker holding it runs out); None when none is pending."""
-    with session_scope() as session:
-        count, earliest = session.execute(
-            sa.select(sa.func.count(), sa.func.min(DELIVERIES.c.lease_expires_at))
-            .where(DELIVERIES.c.run_id == run_id, DELIVERIES.c.status == DeliveryStatus.PENDING)).one()
-    if not count:
-        return None
-    return earliest or utcnow()
-
-
-def end_from_deliveries(run_id: int) -> None:
-    """End the run from its deliveries: all sent SUCCESS, some PARTIAL, none FAILED (and FAILED
-    when it had nobody to send to). Left to another worker while one is still pending."""
+def end_from_deliveries(run_id: int) -> datetime | None:
+    """End the run from its deliveries, unless one is still pending: all sent SUCCESS, some
+    PARTIAL, none FAILED (and FAILED when it had nobody to send to). Returns when the earliest
+    pending delivery may be taken again (its retry is due, or the lease of the worker holding
+    it runs out), or None when none is pending (the run has ended, here or elsewhere)."""
     with session_scope(locking=True) as session:
         run = session.get(ReportRun, run_id, with_for_update=True)
         if run.status != RunStatus.RUNNING:
-            return
+            return None
         deliveries = session.exec(select(Delivery).where(Delivery.run_id == run_id).order_by(Delivery.id)).all()
-        if any(d.status == DeliveryStatus.PENDING for d in deliveries):
-            return  # another worker is still sending; it ends the run
+        pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
+        if pending:  # waiting for a retry, or another worker is still sending (it ends the run)
+            now = utcnow()
+            return min(d.lease_expires_at or now for d in pending)
         status, error = outcome(deliveries)
         end_run(session, run, status, utcnow(), error)
+    return None
 
 
 def outcome(deliveries: list[Delivery]) -> tuple[RunStatus, str | None]:

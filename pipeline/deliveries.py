@@ -90,15 +90,13 @@ def takeable_channels(session: Session, run_id: int, now: datetime) -> list[Chan
 
 def take_deliveries(run_id: int, channel: Channel, now: datetime, lease: timedelta,
                     limit: int) -> list[Taken]:
-    """Take up to `limit` pending, unleased deliveries; the UPDATE repeats the test, so a row
-    another worker took in between is not taken twice."""
+    """Take up to `limit` pending, unleased deliveries, in one statement; the UPDATE repeats the
+    test on each row it picked, so a row another worker took in between is not taken twice."""
     with session_scope(locking=True) as session:
-        ids = session.execute(sa.select(DELIVERIES.c.id).where(_takeable(run_id, channel, now))
-                              .order_by(DELIVERIES.c.id).limit(limit)).scalars().all()
-        if not ids:
-            return []
+        picked = (sa.select(DELIVERIES.c.id).where(_takeable(run_id, channel, now))
+                  .order_by(DELIVERIES.c.id).limit(limit).scalar_subquery())
         rows = session.execute(
-            DELIVERIES.update().where(DELIVERIES.c.id.in_(ids), _takeable(run_id, channel, now))
+            DELIVERIES.update().where(DELIVERIES.c.id.in_(picked), _takeable(run_id, channel, now))
             .values(lease_expires_at=now + lease, attempts=DELIVERIES.c.attempts + 1, started_at=now)
             .returning(DELIVERIES.c.id, DELIVERIES.c.recipient, DELIVERIES.c.attempts, DELIVERIES.c.parts)
         ).all()

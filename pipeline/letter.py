@@ -8,7 +8,10 @@ line (see `header_text`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +20,7 @@ from sqlmodel import Session, select
 
 from delivery import Attachment, Letter, document_path
 from delivery.fit import Zipper, fit
-from models.artifacts import QUERY_RESULT, copy_content, read_content, run_artifact
+from models.artifacts import QUERY_RESULT, copy_content, local_copy, read_content
 from models.base import Channel, Format
 from models.db import utcnow
 from models.periods import from_params
@@ -28,6 +31,7 @@ from models.settings import Settings
 from models.tenancy import Tenant
 from models.text import one_line
 from models.unsubscribe import unsubscribe_tokens
+from pipeline.carried import Carried
 from renderers.csv_export import ZIP_MEDIA_TYPE
 from renderers.html import format_kpi, kpi_summary
 
@@ -50,30 +54,70 @@ def render_subject(template: str | None, title: str, period: str, tenant: str,
 
 def spool_document(session: Session, artifact: Artifact, fmt: Format, directory: Path) -> Attachment:
     """The artifact copied chunk by chunk into a file under `directory` (its name goes in a
-    Content-Disposition header, so it is made one line too)."""
+    Content-Disposition header, so it is made one line too); bytes another run's render made
+    are linked from this process's local copy of them."""
+    if artifact.content_id is not None:
+        with contextlib.suppress(FileNotFoundError):  # the copy went meanwhile: read it again
+            return linked_document(artifact, fmt, local_copy(session, artifact), directory)
     path = document_path(directory, header_text(artifact.filename))
     with path.open("wb") as target:
-        copy_content(session, artifact.id, target)
+        copy_content(session, artifact, target)
     return Attachment(format=fmt, filename=path.name, media_type=artifact.media_type, path=path,
                       rows=artifact.rows)
 
 
-def build_letter(session: Session, run: ReportRun, directory: Path) -> Letter:
+def linked_document(artifact: Artifact, fmt: Format, file: Path, directory: Path) -> Attachment:
+    """A file with the artifact's bytes (made by the render stage of this thread, or a local
+    copy), linked into `directory` under its name as `spool_document` would have written it."""
+    path = document_path(directory, header_text(artifact.filename))
+    try:
+        os.link(file, path)
+    except OSError as exc:  # another file system
+        if isinstance(exc, FileNotFoundError):
+            raise
+        shutil.copyfile(file, path)
+    return Attachment(format=fmt, filename=path.name, media_type=artifact.media_type, path=path,
+                      rows=artifact.rows)
+
+
+def stored_result(session: Session, stored: Artifact | None) -> dict:
+    """A run's query result as the query stage stored it ({} if it stored none)."""
+    if stored is None:
+        return {}
+    if stored.content_id is not None:
+        with contextlib.suppress(FileNotFoundError):
+            return json.loads(local_copy(session, stored).read_bytes())
+    return json.loads(read_content(session, stored))
+
+
+def build_letter(session: Session, run: ReportRun, directory: Path, carried: Carried | None = None) -> Letter:
     """The run's message, from its stored documents (spooled into `directory`, which must
-    outlive the letter): the same for every recipient and retry."""
-    schedule = session.get(Schedule, run.schedule_id)
-    report = session.get(Report, schedule.report_id)
-    tenant = session.get(Tenant, run.tenant_id)
+    outlive the letter): the same for every recipient and retry. With `carried`, from what
+    the earlier stages of this thread read and made, the same, without reading it back."""
+    if carried is not None and carried.rows is not None:
+        _, schedule, report, tenant = carried.rows
+    else:
+        schedule = session.get(Schedule, run.schedule_id)
+        report = session.get(Report, schedule.report_id)
+        tenant = session.get(Tenant, run.tenant_id)
     definition = report.parsed()
     title, tenant_name = header_text(definition.title), header_text(tenant.name)
     zone = ZoneInfo(schedule.timezone)
     attachments, generated = [], run.started_at or utcnow()
+    made = carried.documents if carried is not None else {}
+    content = carried.stored if carried is not None else None
+    kept = {} if content is not None and all(f in made for f in schedule.formats) else {
+        a.kind: a for a in session.exec(select(Artifact).where(Artifact.run_id == run.id))}
     for fmt in map(Format, schedule.formats):
-        artifact = run_artifact(session, run.id, fmt.value)
-        attachments.append(spool_document(session, artifact, fmt, directory))
+        if fmt.value in made:
+            artifact, file = made[fmt.value]
+            attachments.append(linked_document(artifact, fmt, file, directory))
+        else:
+            artifact = kept[fmt.value]
+            attachments.append(spool_document(session, artifact, fmt, directory))
         generated = artifact.created_at
-    stored = run_artifact(session, run.id, QUERY_RESULT)
-    content = json.loads(read_content(session, stored.id)) if stored else {}
+    if content is None:
+        content = stored_result(session, kept.get(QUERY_RESULT))
     results = content.get("sections", [])
     reporting = from_params(content.get("params", {}), zone)
     summary = [("Period", reporting.label)] if reporting and definition.uses_period() else []

@@ -16,7 +16,9 @@ counts them; a tick at the top of the hour creates 100,000).
 
 from __future__ import annotations
 
+import collections
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,7 +31,7 @@ from sqlmodel import Session
 from models.db import LOCK_OPTION
 from models.errors import InvalidTransition
 from models.runs import Delivery, DeliveryStatus, ReportRun, RunStatus
-from models.schedules import Schedule
+from models.schedules import Schedule, with_outcome
 from models.tenancy import Tenant
 from pipeline.autopause import pause_if_failing
 
@@ -71,7 +73,7 @@ def move(session: Session, old: Status, new: Status, *where: Any, **values: Any)
         kind = "run" if isinstance(new, RunStatus) else "delivery"
         raise InvalidTransition(f"A {kind} cannot move from {old} to {new}.")
     if isinstance(new, RunStatus):
-        table, model, named = RUNS, ReportRun, (RUNS.c.schedule_id,)
+        table, model, named = RUNS, ReportRun, (RUNS.c.schedule_id, RUNS.c.tenant_id)
     else:
         table, model, named = DELIVERIES, Delivery, (DELIVERIES.c.run_id, DELIVERIES.c.channel,
                                                      DELIVERIES.c.recipient)
@@ -83,7 +85,8 @@ def move(session: Session, old: Status, new: Status, *where: Any, **values: Any)
         if held is not None:
             session.expire(held)
     if isinstance(new, RunStatus):
-        note_changes(session, [run_change(r.id, old, new, r.schedule_id) for r in rows])
+        note_changes(session, [run_change(r.id, old, new, r.schedule_id, tenant_id=r.tenant_id)
+                               for r in rows])
     else:
         note_changes(session, [delivery_change(r.id, r.run_id, r.channel, old, new) for r in rows])
     return rows
@@ -123,10 +126,16 @@ def end_run(session: Session, run: ReportRun, status: RunStatus, now: datetime,
     if not move(session, RunStatus(run.status), status, RUNS.c.id == run.id, finished_at=now,
                 error=error, lease_expires_at=None):
         return False
-    schedule = session.get(Schedule, run.schedule_id)
+    # Locked (FOR NO KEY UPDATE: the tick may still insert its runs), and read afresh: two runs
+    # of the schedule ending at once, or the tick missing a slot, must not lose each other's
+    # outcome in its strip.
+    schedule = session.get(Schedule, run.schedule_id, with_for_update={"key_share": True},
+                           populate_existing=True)
     newest = schedule.last_fired_at is None or run.scheduled_for >= schedule.last_fired_at
     if newest and not run.test:
         schedule.last_status, schedule.last_error = status.value, error
+    if not run.test:  # the "Last 10" strip, written with the status in the same flush
+        schedule.recent_runs = with_outcome(schedule.recent_runs, run.id, status, run.scheduled_for)
     log.info("run %s ended: %s%s", run.id, status, f" ({error})" if error else "")
     pause_if_failing(session, run, now)  # HERALD_AUTOPAUSE_AFTER FAILED in a row: paused
     return True
@@ -164,6 +173,7 @@ class StateChange:
     channel: str | None = None
     tenant: str | None = None  # slug; filled in from the database when announced
     schedule_id: int | None = None
+    tenant_id: int | None = None  # a run's, when the move read it
     bulk: bool = False         # one of many runs a tick's statement created: logged at DEBUG
 
 
@@ -178,9 +188,9 @@ def on_committed_change(listener: Listener) -> None:
 
 
 def run_change(run_id: int, old: str | None, new: str, schedule_id: int | None = None, *,
-               bulk: bool = False) -> StateChange:
+               bulk: bool = False, tenant_id: int | None = None) -> StateChange:
     return StateChange("run", run_id, run_id, _plain(old), _plain(new), schedule_id=schedule_id,
-                       bulk=bulk)
+                       bulk=bulk, tenant_id=tenant_id)
 
 
 def delivery_change(delivery_id: int, run_id: int, channel: str, old: str, new: str) -> StateChange:
@@ -198,7 +208,9 @@ def announce(bind: sa.Engine, changes: list[StateChange]) -> None:
     if not changes:
         return
     logged = [c for c in changes if state_log.isEnabledFor(_level(c))]
-    context = _run_context(bind, sorted({c.run_id for c in logged})) if logged else {}
+    hints = {c.run_id: (c.tenant_id, c.schedule_id) for c in logged
+             if c.tenant_id is not None and c.schedule_id is not None}
+    context = _run_context(bind, sorted({c.run_id for c in logged}), hints) if logged else {}
     for change in changes:
         if change.run_id in context:
             tenant, schedule_id = context[change.run_id]
@@ -212,23 +224,66 @@ def announce(bind: sa.Engine, changes: list[StateChange]) -> None:
                 state_log.exception("a state-change listener failed on %s %s", change.kind, change.id)
 
 
-def _run_context(bind: sa.Engine, run_ids: list[int]) -> dict[int, tuple[str, int]]:
-    """(tenant slug, schedule id) per run, read on a connection of its own after the commit."""
+# A run's tenant and schedule never change: what this process read of them is kept, so the
+# later changes of a run (its deliveries, its end) are announced without a read. Bounded.
+_KNOWN_RUNS = 20_000
+# A tenant's slug never changes either.
+_known: collections.OrderedDict[tuple[sa.URL, int], tuple[str, int]] = collections.OrderedDict()
+_slugs: dict[tuple[sa.URL, int], str] = {}
+_known_lock = threading.Lock()
+
+
+def _run_context(bind: sa.Engine, run_ids: list[int],
+                 hints: dict[int, tuple[int, int]]) -> dict[int, tuple[str, int]]:
+    """(tenant slug, schedule id) per run: kept from an earlier change of the run, or from the
+    change's own (tenant id, schedule id) `hints` and a tenant's slug kept, else read on a
+    connection of its own after the commit."""
+    db = bind.url  # ids are a database's
+    with _known_lock:
+        found = {i: _known[db, i] for i in run_ids if (db, i) in _known}
+        hinted = {i: (_slugs[db, t], sid) for i, (t, sid) in hints.items()
+                  if i not in found and (db, t) in _slugs}
+        found |= hinted
+        _known.update({(db, i): c for i, c in hinted.items()})
+    missing = [i for i in run_ids if i not in found]
+    if missing:
+        read, slugs = _read_run_context(bind, missing)
+        found.update(read)
+        with _known_lock:
+            _known.update({(db, i): c for i, c in read.items()})
+            _slugs.update({(db, t): slug for t, slug in slugs.items()})
+            while len(_known) > _KNOWN_RUNS:
+                _known.popitem(last=False)
+    return found
+
+
+def forget_context() -> None:
+    """Forget the runs' and tenants' context kept (a database whose ids started over: tests)."""
+    with _known_lock:
+        _known.clear()
+        _slugs.clear()
+
+
+def _read_run_context(bind: sa.Engine, run_ids: list[int]) -> tuple[dict[int, tuple[str, int]], dict[int, str]]:
+    """(tenant slug, schedule id) per run, and the slug per tenant id."""
     tenants = Tenant.__table__
     found: dict[int, tuple[str, int]] = {}
+    slugs: dict[int, str] = {}
     try:
         with bind.connect() as connection:
             connection = connection.execution_options(**{LOCK_OPTION: False})  # a plain read
             for start in range(0, len(run_ids), CONTEXT_BATCH):
                 rows = connection.execute(
-                    sa.select(RUNS.c.id, tenants.c.slug, RUNS.c.schedule_id)
+                    sa.select(RUNS.c.id, tenants.c.slug, RUNS.c.schedule_id, RUNS.c.tenant_id)
                     .join(tenants, tenants.c.id == RUNS.c.tenant_id)
                     .where(RUNS.c.id.in_(run_ids[start:start + CONTEXT_BATCH])))
-                found.update({r.id: (r.slug, r.schedule_id) for r in rows})
+                for r in rows:
+                    found[r.id] = (r.slug, r.schedule_id)
+                    slugs[r.tenant_id] = r.slug
     except sa.exc.SQLAlchemyError as exc:
         state_log.warning("the tenants of runs %s could not be read for their log lines (%s)",
                           run_ids[:5], type(exc).__name__)
-    return found
+    return found, slugs
 
 
 def _level(change: StateChange) -> int:

@@ -48,6 +48,9 @@ TICK_LAG_SECONDS = Histogram("herald_tick_lag_seconds",
                              buckets=LAG_BUCKETS, registry=REGISTRY)
 TICK_SECONDS = Histogram("herald_tick_seconds", "Time one tick took.", buckets=STAGE_BUCKETS,
                          registry=REGISTRY)
+SHARED_RENDERS = Counter("herald_shared_renders", "Runs whose documents were another run's render "
+                         "(same documents, due in the same minute), not rendered again.",
+                         registry=REGISTRY)
 ARTIFACT_BYTES = Counter("herald_artifact_bytes", "Bytes of artifacts stored, by kind "
                          "(pdf, csv, query-result).", ["kind"], registry=REGISTRY)
 

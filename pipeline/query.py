@@ -13,9 +13,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
-from models.artifacts import QUERY_RESULT, run_artifact, store_artifact
+from models.artifacts import QUERY_RESULT, store_artifact
 from models.base import Format
 from models.db import session_scope, utcnow
 from models.definition import (
@@ -29,11 +30,12 @@ from models.definition import (
 from models.errors import InvalidInput, QueryError
 from models.periods import Period, explicit, latest_complete, period_for
 from models.reports import Report
-from models.runs import ReportRun, RunStatus
+from models.runs import Artifact, ReportRun, RunStatus, ShareState
 from models.schedules import Schedule
 from models.settings import get_settings
 from models.tenancy import Tenant
-from pipeline import metrics
+from pipeline import metrics, sharing
+from pipeline.carried import Carried
 from pipeline.conditions import unmet
 from pipeline.leases import holding_lease, lease_length, release_run, take_run
 from pipeline.lifecycle import end_run
@@ -45,31 +47,38 @@ CHART_MAX_ROWS = 5000
 RENDER, DELIVER = "render", "deliver"  # the step that follows a query
 
 
-def query_run(run_id: int) -> str | None:
+def query_run(run_id: int, carried: Carried | None = None) -> str | None:
     """Take the run and query the tenant's data; returns the step that should follow
     (RENDER, DELIVER) or None when the run ended here or is not this worker's.
 
     A run taken over from a dead worker whose documents were already rendered goes
     straight to delivery, so its recipients get the same documents as any sent before.
+    With `carried`, what was read and stored is handed on to the render stage.
     """
     lease = lease_length()
     if not take_run(run_id, utcnow(), lease):
         log.info("run %s cannot be taken (ended, or another worker holds it)", run_id)
         return None
     try:
-        return _query_taken(run_id, lease)
+        return _query_taken(run_id, lease, carried)
     except Exception as exc:
-        # Unexpected (tenant DB unreachable, a bug): hand the run back and let Dramatiq
-        # retry; `max_run_attempts` bounds how often.
-        release_run(run_id, utcnow(), f"{type(exc).__name__}: {exc}")
+        # Unexpected (tenant DB unreachable, a bug), or the render this run waited for failed:
+        # hand the run back and let Dramatiq retry; `max_run_attempts` bounds how often. A run
+        # that led a shared render lets the next attempt (its own or a waiter's) lead it.
+        error = str(exc) if isinstance(exc, sharing.SharedRenderFailed) else f"{type(exc).__name__}: {exc}"
+        sharing.finish(run_id, ShareState.RETRY, error)
+        release_run(run_id, utcnow(), error)
         raise
 
 
-def _query_taken(run_id: int, lease: timedelta) -> str | None:
+def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str | None:
     with holding_lease(run_id, lease):
         with session_scope() as session:
-            run, schedule, report, tenant = load_run(session, run_id)
-            if all(run_artifact(session, run_id, f) is not None for f in schedule.formats):
+            rows = run, schedule, report, tenant = load_run(session, run_id)
+            kinds = stored_kinds(session, run_id)
+            if carried is not None:
+                carried.rows, carried.kinds = rows, kinds
+            if all(f in kinds for f in schedule.formats):
                 return DELIVER
             definition = report.parsed()
             params = {**definition.params, **schedule.params}
@@ -81,29 +90,76 @@ def _query_taken(run_id: int, lease: timedelta) -> str | None:
             return end_by_id(run_id, RunStatus.FAILED, str(exc))
         if not tenant.datasource_url:
             return end_by_id(run_id, RunStatus.FAILED, no_datasource(tenant))
+        share, leading = None, False
+        # Runs due at a slot share; send now and test sends render what the data says now.
+        if get_settings().share_renders and not (run.manual or run.test):
+            key = sharing.share_key(run, schedule, report, tenant, with_period(params, period), send_if,
+                                    get_settings())
+            share, joined = sharing.join(run_id, tenant.id, key)
+            leading = joined.leading
+            if not leading:
+                following = follow_share(run_id, share, joined if joined.state else None)
+                if following is not None:
+                    return following or None
         try:
             # Sections feed the PDF; a CSV-only schedule does not run them.
             with metrics.QUERY_SECONDS.time():
                 skipped, sections = read_run(tenant, definition, send_if, with_period(params, period),
                                              with_sections=Format.PDF in schedule.formats)
         except QueryError as exc:
+            if share is not None:
+                sharing.finish(run_id, ShareState.FAILED, str(exc))
             return end_by_id(run_id, RunStatus.FAILED, str(exc))
         if skipped is not None:
+            if share is not None:
+                sharing.finish(run_id, ShareState.SKIPPED, skipped)
             return end_by_id(run_id, RunStatus.SKIPPED, skipped)
         with session_scope() as session:
-            # The period is stored with the parameters: rendering and the letter read the same one.
+            # The period is stored with the parameters: rendering and the letter read the same
+            # one; and the share the run leads, which its render reports to.
             stored = {**params, **{k: v.isoformat() for k, v in with_period({}, period).items()}}
-            content = json.dumps({"params": stored, "sections": sections}).encode()
+            content = json.dumps({"params": stored, "sections": sections, "share": share}).encode()
             store_artifact(session, run_id=run_id, kind=QUERY_RESULT, filename=f"run-{run_id}.json",
-                           media_type="application/json", source=content, now=utcnow())
+                           media_type="application/json", source=content, now=utcnow(),
+                           replace=QUERY_RESULT in kinds)
         metrics.ARTIFACT_BYTES.labels(QUERY_RESULT).inc(len(content))
+        if carried is not None:
+            # as the render stage would read it back: JSON's types, not the driver's
+            carried.stored, carried.leads = json.loads(content), share if leading else None
     return RENDER
 
 
+def follow_share(run_id: int, share: int, known: sharing.Outcome | None = None) -> str | None:
+    """Wait for the render the run shares (unless its outcome is `known`) and end or go on as
+    it did: DELIVER with its documents, "" when the run ended (skipped or failed as it did),
+    None when this run leads now (its leader died, or failed and this attempt is the next).
+    Raises SharedRenderFailed when the leader's attempt failed: this run is retried as the
+    leader's run is."""
+    outcome = known or sharing.wait(share, run_id)
+    if outcome.leading:
+        return None
+    if outcome.state == ShareState.READY:
+        sharing.reuse(run_id, outcome.leader_run_id)
+        return DELIVER
+    if outcome.state in (ShareState.SKIPPED, ShareState.FAILED):
+        end_by_id(run_id, RunStatus(outcome.state.value), outcome.error)
+        return ""
+    raise sharing.SharedRenderFailed(outcome.error or "the shared render failed")
+
+
 def load_run(session: Session, run_id: int) -> tuple[ReportRun, Schedule, Report, Tenant]:
-    run = session.get(ReportRun, run_id)
-    schedule = session.get(Schedule, run.schedule_id)
-    return run, schedule, session.get(Report, schedule.report_id), session.get(Tenant, run.tenant_id)
+    """The run with its schedule, report and tenant, in one statement."""
+    return tuple(session.execute(
+        sa.select(ReportRun, Schedule, Report, Tenant)
+        .join(Schedule, Schedule.id == ReportRun.schedule_id)
+        .join(Report, Report.id == Schedule.report_id)
+        .join(Tenant, Tenant.id == ReportRun.tenant_id)
+        .where(ReportRun.id == run_id)).one())
+
+
+def stored_kinds(session: Session, run_id: int) -> set[str]:
+    """The kinds of artifact the run has stored (its query result, its documents)."""
+    return set(session.execute(sa.select(Artifact.kind).where(Artifact.run_id == run_id)).scalars())
 
 
 def end_by_id(run_id: int, status: RunStatus, error: str | None) -> None:

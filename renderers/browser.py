@@ -25,7 +25,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from markupsafe import escape
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
@@ -47,17 +46,10 @@ SYSTEM_CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/
 LAUNCH_ARGS = ["--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run",
                "--disable-default-apps", "--disable-extensions", "--mute-audio"]
-FOOTER = ('<div style="width:100%;font-family:DejaVu Sans,sans-serif;font-size:8px;color:#5a6372;'
-          'padding:0 14mm;display:flex;justify-content:space-between">'
-          '<span class="title"></span><span>page <span class="pageNumber"></span> of '
-          '<span class="totalPages"></span></span></div>')
-
-
 def pdf_options(title: str) -> dict:
-    """Page.pdf options: A4, backgrounds, and a footer with the title and "page N of M"."""
-    return {"format": "A4", "print_background": True, "display_header_footer": True,
-            "header_template": "<span></span>",
-            "footer_template": FOOTER.replace('<span class="title"></span>', f"<span>{escape(title)}</span>"),
+    """Page.pdf options: A4 with the report's margins, backgrounds. The footer (the title and
+    "page N of M") is the report's own, in its @page margin boxes (renderers/templates)."""
+    return {"format": "A4", "print_background": True,
             "margin": {"top": "16mm", "bottom": "18mm", "left": "14mm", "right": "14mm"}}
 
 

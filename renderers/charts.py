@@ -147,6 +147,13 @@ def _lookup(keys: list[Any], labels: list[str]) -> str:
 
 
 def chart_svg(spec: dict) -> str:
-    """The spec drawn as SVG: text stays text, so labels are selectable in the PDF."""
+    """The spec drawn as SVG: text stays text, so labels are selectable in the PDF. A drawing
+    is a function of its spec (data included), and costs 20-30 ms of CPU: the last ones drawn
+    are kept, for the many documents of one report that show the same chart."""
+    return _drawn(json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str))
+
+
+@functools.lru_cache(maxsize=128)
+def _drawn(spec: str) -> str:
     _register_fonts()
-    return vl_convert.vegalite_to_svg(spec)
+    return vl_convert.vegalite_to_svg(json.loads(spec))

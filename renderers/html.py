@@ -18,6 +18,16 @@ _env = Environment(loader=PackageLoader("renderers", "templates"),
                    autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
 
 
+def css_string(text: str) -> Markup:
+    """`text` as the inside of a double-quoted CSS string in a <style> element: every character
+    but letters, digits and spaces as a CSS escape, so no quote, backslash, newline or
+    "</style>" in a title can end the string or the element."""
+    return Markup("".join(c if c.isalnum() or c == " " else f"\\{ord(c):x} " for c in text))
+
+
+_env.filters["css_string"] = css_string
+
+
 def format_kpi(value: Any, locale: str = "en") -> str:
     """A KPI's value as the PDF and the messages show it (the report's `locale`)."""
     return format_value(value, locale)

@@ -140,7 +140,7 @@ def document(session: Session, who: Who, run_id: int, kind: str, *,
         raise InvalidInput(f"The {kind} of run {run_id} {expired}; send the schedule now to make "
                            f"a new one.")
     return DocumentContent(filename=artifact.filename, media_type=artifact.media_type,
-                           content=read_content(session, artifact.id))
+                           content=read_content(session, artifact))
 
 
 def filter_choices(session: Session, who: Who, tenant_id: int) -> FilterChoices:

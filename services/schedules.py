@@ -9,11 +9,13 @@ with who made it. Functions flush and leave the commit to the caller.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import spread
@@ -209,29 +211,63 @@ def schedule_recipients(session: Session, schedule_id: int) -> list[ScheduleReci
 def schedule_details(session: Session, who: Who, schedule_id: int) -> dict[str, Any]:
     """One schedule as JSON-ready data (`herald schedule add/list --json`)."""
     schedule = get_schedule(session, who, schedule_id)
-    report = session.get(Report, schedule.report_id)
-    tenant = session.get(Tenant, schedule.tenant_id)
+    return _details(schedule, session.get(Tenant, schedule.tenant_id).slug,
+                    session.get(Report, schedule.report_id).slug,
+                    [{"channel": r.channel, "address": r.address}
+                     for r in schedule_recipients(session, schedule.id)],
+                    schedule.formats, schedule.channels, schedule.params)
+
+
+def list_schedule_details(session: Session, who: Who, tenant: Tenant) -> list[dict[str, Any]]:
+    """The tenant's schedules that are not deleted, by id, as `schedule_details`: in three
+    queries whatever their number (`herald schedule list`, the API's list), read as plain rows."""
+    require(who, tenant.id, Action.READ)
+    live = (Schedule.tenant_id == tenant.id, Schedule.deleted_at.is_(None))
+    table = Schedule.__table__
+    # The JSON columns as their text, decoded once per distinct value (most schedules share
+    # theirs); each schedule gets its own copy.
+    found = session.execute(sa.select(*(sa.cast(c, sa.Text).label(c.name) if c.name in _JSON else c
+                                        for c in table.c if c.name in _DETAILED))
+                            .where(*live).order_by(Schedule.id)).all()
+    slugs = dict(session.execute(sa.select(Report.id, Report.slug).where(Report.tenant_id == tenant.id)).all())
+    own: dict[int, list[dict[str, str]]] = {}
+    for schedule_id, channel, address in session.execute(
+            sa.select(ScheduleRecipient.schedule_id, ScheduleRecipient.channel, ScheduleRecipient.address)
+            .join(Schedule).where(*live).order_by(ScheduleRecipient.id)):
+        own.setdefault(schedule_id, []).append({"channel": channel, "address": address})
+    decoded: dict[str, Any] = {}
+
+    def copy(text: str) -> Any:
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
+        return type(value)(value) if isinstance(value, list | dict) else value
+
+    return [_details(row, tenant.slug, slugs[row.report_id], own.get(row.id, []),
+                     copy(row.formats), copy(row.channels), copy(row.params)) for row in found]
+
+
+_JSON = ("formats", "channels", "params")
+_DETAILED = ("id", "report_id", "cron", "cadence", "at_time", "timezone", "subject", "send_if",
+             "spread_seconds", "active", "next_run_at", "last_fired_at", "last_status",
+             "last_error", "paused_reason", "paused_at", *_JSON)
+
+
+def _details(schedule: Any, tenant: str, report: str, recipients: list[dict[str, str]],
+             formats: list[str], channels: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """A schedule (its ORM object or its row, with its JSON columns) as `schedule_details`
+    gives it."""
     iso = lambda value: value.isoformat() if value else None  # noqa: E731
     return {
-        "id": schedule.id, "tenant": tenant.slug, "report": report.slug, "cron": schedule.cron,
+        "id": schedule.id, "tenant": tenant, "report": report, "cron": schedule.cron,
         "cadence": schedule.cadence, "at": schedule.at_time, "timezone": schedule.timezone,
         "description": describe_or_none(schedule.cron),
-        "formats": schedule.formats, "channels": schedule.channels, "subject": schedule.subject,
+        "formats": formats, "channels": channels, "subject": schedule.subject,
         "send_if": schedule.send_if, "spread_seconds": schedule.spread_seconds,
-        "params": schedule.params,
+        "params": params,
         "active": schedule.active, "next_run_at": iso(schedule.next_run_at),
         "last_fired_at": iso(schedule.last_fired_at), "last_status": schedule.last_status,
         "last_error": schedule.last_error, "paused_reason": schedule.paused_reason,
         "paused_at": iso(schedule.paused_at),
-        "recipients": [{"channel": r.channel, "address": r.address}
-                       for r in schedule_recipients(session, schedule.id)],
+        "recipients": recipients,
     }
-
-
-def list_schedule_details(session: Session, who: Who, tenant: Tenant) -> list[dict[str, Any]]:
-    """The tenant's schedules that are not deleted, by id, as `schedule_details`."""
-    require(who, tenant.id, Action.READ)
-    ids = session.exec(select(Schedule.id).where(Schedule.tenant_id == tenant.id,
-                                                 Schedule.deleted_at.is_(None))
-                       .order_by(Schedule.id)).all()
-    return [schedule_details(session, who, i) for i in ids]

@@ -26,6 +26,7 @@ from herald.cli import app
 from models import migrate
 from models.db import get_engine
 from models.settings import get_settings
+from pipeline.lifecycle import forget_context
 
 PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -145,6 +146,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         _truncate_all(url)
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
+    forget_context()  # ids start over in each test's database: what the log lines name too
     yield url
     get_settings.cache_clear()
     if request.param == "sqlite":

@@ -1,16 +1,19 @@
-"""Schedules: the tenant's schedules (filter, sort, pick one), create and edit with a live cron
-helper, pause or resume, delete, send now, send a test, and the picked schedule's history.
+"""Schedules: the tenant's schedules (filter, sort, pages of 100, pick one), create and
+edit with a live cron helper, pause or resume, delete, send now, send a test, and the picked
+schedule's history.
 
 Layout only: the table is `services.schedule_table`, the changes `services.schedules`, the
 sends `services.runs`, all on `ui.db()`; the create/edit form is `form.py`. Each
 `HeraldError` they raise is shown as its one sentence. The picked schedule's id is kept in the URL
-(`?schedule=N`). Editors and admins get the buttons; viewers read.
+(`?schedule=N`); it stays picked whatever page the table shows. Editors and admins get the
+buttons; viewers read.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import streamlit as st
 
@@ -22,7 +25,7 @@ from models.errors import HeraldError
 from services import runs, schedules
 from services.access import Action
 from services.runs import SentRun
-from services.schedule_table import ScheduleRow, list_schedules
+from services.schedule_table import ScheduleRow, halted_schedules, schedule_page, schedule_row
 
 
 def page() -> None:
@@ -31,62 +34,94 @@ def page() -> None:
     st.title("Schedules")
     ui.show_flash(view.FLASH)
     try:
-        rows = list_schedules(here.session, here.viewer, here.tenant.id)
-    except HeraldError as exc:
-        st.error(str(exc))
-        st.stop()
-    by_id = {r.id: r for r in rows}
-    try:
         selected = int(st.query_params.get("schedule", ""))
     except ValueError:
         selected = None
-    if selected not in by_id:  # none, gone, or not this tenant's
+    try:  # the picked schedule, whatever page the table shows
+        row = schedule_row(here.session, here.viewer, here.tenant.id, selected) if selected else None
+        halted = halted_schedules(here.session, here.viewer, here.tenant.id)
+    except HeraldError as exc:
+        st.error(str(exc))
+        st.stop()
+    if row is None:  # none, gone, or not this tenant's
         selected = None
         ui.pick("schedule", None)
-    if halted := [r for r in rows if r.paused_reason and r.id != selected]:
+    if halted := [(i, title) for i, title in halted if i != selected]:
         st.warning("Paused by herald after failing in a row: " + ", ".join(
-            f"#{r.id} {r.report_title}" for r in halted) + ". Pick one to see why and resume it.")
-    shown_ids = table(rows, selected, can_edit)
-    picker(here, by_id, shown_ids, selected, can_edit)
+            f"#{i} {title}" for i, title in halted) + ". Pick one to see why and resume it.")
+    shown = table(here, selected, can_edit)
+    by_id = {r.id: r for r in shown} | ({row.id: row} if row else {})
+    picker(here, by_id, [r.id for r in shown], selected, can_edit)
     if can_edit:
         schedule_form(here, selected)
-    if selected is not None:
-        picked(here, by_id[selected], can_edit)
+    if row is not None:
+        picked(here, row, can_edit)
 
 
-def table(rows: list[ScheduleRow], selected: int | None, can_edit: bool) -> list[int]:
-    """The filtered, sorted table; returns the ids it shows, in order."""
+def table(here: ui.Here, selected: int | None, can_edit: bool) -> list[ScheduleRow]:
+    """The filtered, sorted table, one page of it with Previous, Next and First page; returns
+    the rows it shows, in order."""
+    state = st.session_state
     text_col, status_col, sort_col, paused_col = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
     needle = text_col.text_input("Filter", key="schedules_filter",
                                  placeholder="report, recipient or words, e.g. daily")
     status = status_col.selectbox("Last status", view.STATUSES, key="schedules_status")
-    order = sort_col.selectbox("Sort by", view.SORTS, key="schedules_sort")
+    order = sort_col.selectbox("Sort by", list(view.SORTS), key="schedules_sort")
     show_paused = paused_col.checkbox("Show paused", value=True, key="schedules_show_paused")
-    shown = view.sort_rows([r for r in rows if view.matches(r, needle, status, show_paused)], order)
-    shown_ids = [r.id for r in shown]
+    filters = view.schedule_filters(needle, status, order, show_paused)
+    try:
+        shown = schedule_page(here.session, here.viewer, here.tenant.id, filters,
+                              offset=view.page_offset(state, filters), limit=view.ROWS_A_PAGE)
+    except HeraldError as exc:
+        st.error(str(exc))
+        st.stop()
+    view.turn_page(state, shown.offset)  # an offset past the end (rows deleted) shows the last
+    shown_ids = [r.id for r in shown.rows]
     # The grid keeps its own selection; when the picked schedule changed elsewhere (the list,
     # the URL, a save or delete) or the rows moved, a fresh grid starts from the picked row.
-    grid = view.table_grid(st.session_state, selected, shown_ids)
-    st.session_state[view.TABLE_IDS] = shown_ids
-    if not rows:
-        st.info("No schedules yet." + (" Press New schedule to add one." if can_edit else ""))
-        return shown_ids
+    grid = view.table_grid(state, selected, shown_ids)
+    state[view.TABLE_IDS] = shown_ids
+    filtered = filters != view.schedule_filters("", "any", order, True)
+    if not shown.total:
+        st.info("No schedule matches these filters." if filtered else "No schedules yet."
+                + (" Press New schedule to add one." if can_edit else ""))
+        return shown.rows
     with st.container(key="schedules_table"):
         picked_row = functools.partial(ui.picked_in_grid, "schedule", grid.key, view.TABLE_IDS)
-        st.dataframe(view.highlighted(view.table(shown)), hide_index=True, key=grid.key,
+        st.dataframe(view.highlighted(view.table(shown.rows)), hide_index=True, key=grid.key,
                      on_select=picked_row,
                      selection_mode="single-row", selection_default=grid.default,
                      column_config={"⚠": st.column_config.TextColumn(width=32),
                                     "Id": st.column_config.NumberColumn(format="%d", width="small"),
                                     "Last 10": st.column_config.TextColumn(help=view.STRIP_HELP),
                                     "Paused": st.column_config.CheckboxColumn()})
-    st.caption(f"{len(shown)} of {len(rows)} schedules. Click a row, or pick one below; "
-               f"click a column header to sort by it. {view.STRIP_LEGEND}")
-    return shown_ids
+    text_col, previous, following, first = st.columns([5, 1, 1, 1], vertical_alignment="center")
+    text_col.markdown(view.page_text(shown.offset, len(shown.rows), shown.total, filtered))
+    if shown.total > view.ROWS_A_PAGE:  # more than one page: the buttons that turn them
+        pager(shown.offset, len(shown.rows), shown.total, (previous, following, first))
+    st.caption(f"Click a row, or pick one below; Sort by orders them all, a column header this "
+               f"page. {view.STRIP_LEGEND}")
+    return shown.rows
+
+
+def pager(offset: int, shown: int, total: int, columns: Sequence[Any]) -> None:
+    """Previous, Next and First page, in `columns`."""
+    state, (previous, following, first) = st.session_state, columns
+    at_start, at_end = offset == 0, offset + shown >= total
+    if previous.button("Previous", key=view.PREVIOUS, disabled=at_start, width="stretch"):
+        view.turn_page(state, offset - view.ROWS_A_PAGE)
+        st.rerun()
+    if following.button("Next", key=view.NEXT, disabled=at_end, width="stretch"):
+        view.turn_page(state, offset + view.ROWS_A_PAGE)
+        st.rerun()
+    if first.button("First page", key=view.FIRST, disabled=at_start, width="stretch"):
+        view.turn_page(state, 0)
+        st.rerun()
 
 
 def picker(here: ui.Here, by_id: dict[int, ScheduleRow], shown_ids: list[int],
            selected: int | None, can_edit: bool) -> None:
+    """The schedule list: the page's schedules, and the picked one wherever it is."""
     pick_col, new_col = st.columns([4, 1], vertical_alignment="bottom")
     options = [None, *shown_ids] + ([selected] if selected and selected not in shown_ids else [])
     st.session_state["schedule_pick"] = selected

@@ -1,5 +1,5 @@
 """Helpers of the Schedules page (`admin/schedules/page.py`): the page's clock, the session-state
-keys, and the plain-data shaping the page shows (the table, its filter and sort, the fire times,
+keys, and the plain-data shaping the page shows (the table, its filters and pages, the fire times,
 the history, the form's starting values and what it sends to `save_schedule`).
 
 Nothing here touches the database; the page passes in what the data functions returned.
@@ -20,7 +20,7 @@ from models import db
 from models.errors import InvalidInput
 from services.runs import SentRun
 from services.schedule_form import ParamField, ScheduleForm
-from services.schedule_table import ScheduleRow
+from services.schedule_table import NOT_RUN, PAGE_SIZE, ScheduleFilters, ScheduleRow
 from services.schedules import ScheduleValues
 
 # Session-state keys the page keeps between runs (widget keys are spelled out in the page).
@@ -30,14 +30,17 @@ FLASH = "sched_flash"           # (kind, sentence) to show once, after the actio
 CONFIRM_DELETE = "sched_confirm_delete"  # the schedule id whose deletion awaits confirmation
 TABLE_IDS = "sched_table_ids"   # the schedule ids in the order the table last showed them
 TABLE_GRID = "sched_table_grid"  # (generation, selection_default) of the grid the table is in
+PAGER = "sched_pager"           # {"filters": ScheduleFilters, "offset": first row shown}
+# Widget keys of the page control (tests use them).
+PREVIOUS, NEXT, FIRST = "schedules_previous", "schedules_next", "schedules_first"
+ROWS_A_PAGE = PAGE_SIZE  # rows a page of the table shows (`schedule_page`'s page)
 
 CADENCES = {"daily": "Daily", "weekly": "Weekly (Mondays)", "monthly": "Monthly (the 1st)"}
 TIMINGS = {"cadence": "Cadence preset", "cron": "Cron expression"}
 FORMATS = ("pdf", "csv", "xlsx")
 CHANNELS = ("email", "telegram")
-NOT_RUN = "not run yet"
 STATUSES = ("any", "success", "partial", "failed", "skipped", "missed", "invalid", NOT_RUN)
-SORTS = ("Id", "Next fire", "Report", "Last status")
+SORTS = {"Id": "id", "Next fire": "next_run", "Report": "report", "Last status": "last_status"}
 PLACEHOLDERS = "{title} {date} {period} {tenant}"
 REPORT_SEND_IF = "report"  # the form's choice for "as the report says"
 SEND_IF_CHOICES = {REPORT_SEND_IF: "As the report says", "always": "Always",
@@ -58,36 +61,39 @@ def preview_start(day: date | None, current: datetime) -> datetime:
 
 # --- the table ---------------------------------------------------------------------------------
 
-def matches(row: ScheduleRow, text: str, status: str, show_paused: bool) -> bool:
-    """Whether the row passes the filter: `text` in its report, recipients, words or cron."""
-    if row.paused and not show_paused:
-        return False
-    if status != "any" and (row.last_status or NOT_RUN) != status:
-        return False
-    needle = text.strip().lower()
-    haystack = " ".join([row.report_slug, row.report_title, row.recipients_text,
-                         row.description or "", row.cron]).lower()
-    return not needle or needle in haystack
+def schedule_filters(text: str | None, status: str, order: str, show_paused: bool) -> ScheduleFilters:
+    """The filter widgets' values as `schedule_page` takes them ("any" status: none)."""
+    return ScheduleFilters(text=(text or "").strip(), status=None if status == "any" else status,
+                           show_paused=show_paused, order=SORTS[order])
 
 
-def sort_rows(rows: Sequence[ScheduleRow], by: str) -> list[ScheduleRow]:
-    if by == "Next fire":  # paused schedules (no next fire) last
-        far = datetime.max.replace(tzinfo=UTC)
-        return sorted(rows, key=lambda r: (r.next_run_utc or far, r.id))
-    if by == "Report":
-        return sorted(rows, key=lambda r: (r.report_title.lower(), r.id))
-    if by == "Last status":
-        return sorted(rows, key=lambda r: (r.last_status or NOT_RUN, r.id))
-    return sorted(rows, key=lambda r: r.id)
+def page_offset(state: dict[str, Any], filters: ScheduleFilters) -> int:
+    """Where the page shown starts; other filters start again from the first page."""
+    pager = state.get(PAGER)
+    if pager is None or pager["filters"] != filters:
+        pager = state[PAGER] = {"filters": filters, "offset": 0}
+    return pager["offset"]
 
 
-# The "Last 10" strip: one mark per run, oldest first; anything else (queued, running) is "?".
+def turn_page(state: dict[str, Any], offset: int) -> None:
+    """Show the page that starts at `offset` on the next run."""
+    state[PAGER]["offset"] = max(offset, 0)
+
+
+def page_text(offset: int, shown: int, total: int, filtered: bool) -> str:
+    """What the page control says, e.g. "Schedules 1–100 of 10,000"."""
+    return (f"Schedules {offset + 1:,}–{offset + shown:,} of {total:,}"
+            + (" that match the filters" if filtered else ""))
+
+
+# The "Last 10" strip: one mark per outcome, oldest first; anything else is "?" (a run that was
+# under way when migration 0016 first filled the strips from the runs, until it ends).
 # Shapes, not colour emoji: they read the same in every font (DejaVu has them all), in colour
 # or not, where a colour emoji font is missing and emoji show as boxes or look alike.
 OUTCOME_MARKS = {"success": "●", "partial": "◐", "failed": "✕", "skipped": "○", "missed": "–"}
 OTHER_MARK = "?"
-STRIP_HELP = ("The last ten runs (test sends aside), oldest first: ● success · ◐ partial · "
-              "✕ failed · ○ skipped (send_if not met) · – missed · ? queued, running or other.")
+STRIP_HELP = ("The last ten outcomes (test sends aside), oldest first: ● success · ◐ partial · "
+              "✕ failed · ○ skipped (send_if not met) · – missed · ? other.")
 STRIP_LEGEND = (f"Last 10: {STRIP_HELP} "
                 "⚠ marks a schedule that is failing, flagged invalid or paused by herald.")
 

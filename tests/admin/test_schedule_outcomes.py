@@ -1,6 +1,7 @@
 """The schedules table at a glance, its data: each schedule's last ten outcomes (test sends
-aside), when it last fired, and a mark on the rows that need attention; read in one more
-query whatever the number of schedules. On SQLite and PostgreSQL.
+aside, the strip its row keeps), when it last fired, and a mark on the rows that need
+attention; read in the same few queries whatever the number of schedules and of their runs.
+On SQLite and PostgreSQL. (How the strip is written: tests/pipeline/test_recent_runs.py.)
 
 (Beside tests/admin/test_schedules_data.py, whose `world` this uses: acme with one schedule,
 beta with one.)
@@ -16,8 +17,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from admin.schedules import view
-from models.runs import ReportRun
-from models.schedules import Schedule, set_active
+from models.runs import FINAL_RUN_STATES, ReportRun
+from models.schedules import Schedule, set_active, with_outcome
 from models.tenancy import Role
 from services import schedule_table, schedules
 from services.schedules import ScheduleValues
@@ -28,11 +29,18 @@ DAY = timedelta(days=1)
 
 def add_runs(session: Session, schedule_id: int, statuses: Sequence[str], start: datetime, *,
              test: bool = False, manual: bool = False) -> None:
-    """Runs of the schedule a day apart from `start`, in the given end states."""
+    """Runs of the schedule a day apart from `start`, in the given states; each that ended
+    (not a test) goes into the schedule's strip as `end_run` and the tick put it there."""
     schedule = session.get(Schedule, schedule_id)
-    session.add_all(ReportRun(schedule_id=schedule_id, tenant_id=schedule.tenant_id,
-                              scheduled_for=start + i * DAY, status=status, test=test, manual=manual)
-                    for i, status in enumerate(statuses))
+    made = [ReportRun(schedule_id=schedule_id, tenant_id=schedule.tenant_id,
+                      scheduled_for=start + i * DAY, status=status, test=test, manual=manual)
+            for i, status in enumerate(statuses)]
+    session.add_all(made)
+    session.flush()
+    for run in made:
+        if not test and run.status in FINAL_RUN_STATES:
+            schedule.recent_runs = with_outcome(schedule.recent_runs, run.id, run.status,
+                                                run.scheduled_for)
     session.commit()
 
 
@@ -62,10 +70,12 @@ def test_each_row_has_its_last_ten_outcomes_oldest_first_without_tests(
 
     rows = listed(session, world)
 
-    # Then acme's rows show their own last ten, oldest first, no test send among them
+    # Then acme's rows show their own last ten outcomes, oldest first: no test send among
+    # them, nor the run still under way
     mine = rows[world["mine"]]
-    assert mine.outcomes == tuple(history[-10:])
-    assert view.strip(mine.outcomes) == "●◐✕–●●✕?✕✕"
+    ended = [status for status in history if status != "running"]
+    assert mine.outcomes == tuple(ended[-10:])
+    assert view.strip(mine.outcomes) == "✕●◐✕–●●✕✕✕"
     newest = start + 11 * DAY  # the manual run; the test sends after it do not count
     assert mine.last_run_local == newest and mine.last_run_local.tzname() == "CET"
     assert view.when(mine.last_run_local) == "Sat 21 Feb 2026 13:00 CET"
@@ -73,7 +83,7 @@ def test_each_row_has_its_last_ten_outcomes_oldest_first_without_tests(
     assert rows[quiet.id].last_run_local is None
     assert set(rows) == {world["mine"], second.id, quiet.id}
     # And the row an action returns carries them too
-    assert schedules.pause(session, editor, world["mine"], now=NOW).outcomes == tuple(history[-10:])
+    assert schedules.pause(session, editor, world["mine"], now=NOW).outcomes == tuple(ended[-10:])
 
 
 def test_the_table_says_never_and_paused_where_there_is_no_time_and_marks_read_in_any_font(
@@ -89,28 +99,33 @@ def test_the_table_says_never_and_paused_where_there_is_no_time_and_marks_read_i
     rows = listed(session, world)
     mine, never = rows[world["mine"]], rows[quiet.id]
 
-    # Then the paused one has no next fire but "paused", the other never fired
-    assert (view.next_fire(mine), view.last_fired(mine)) == ("paused", "Fri 27 Feb 2026 13:00 CET")
+    # Then the paused one has no next fire but "paused" and last fired for its newest outcome
+    # (the run under way has none yet); the other never fired
+    assert (view.next_fire(mine), view.last_fired(mine)) == ("paused", "Thu 26 Feb 2026 13:00 CET")
     assert re.fullmatch(r"\w{3} \d\d \w{3} 2026 08:00 CET", view.next_fire(never))
     assert view.last_fired(never) == "never"
     # an active schedule with nothing planned (its zone no longer exists) shows a dash
     assert view.next_fire(never._replace(next_run_local=None)) == "—"
     frame = view.table([mine, never])
     assert list(frame["Next fire"]) == ["paused", view.next_fire(never)]
-    assert list(frame["Last fired"]) == ["Fri 27 Feb 2026 13:00 CET", "never"]
+    assert list(frame["Last fired"]) == ["Thu 26 Feb 2026 13:00 CET", "never"]
     assert not frame.isna().any().any()
-    # And the strip is shapes every font has (no emoji), each named in the legend
-    assert list(frame["Last 10"]) == ["●✕?", ""]
+    # And the strip is shapes every font has (no emoji), each named in the legend; a run that
+    # was under way when migration 0016 first filled the strips shows as "?" until it ends
+    assert list(frame["Last 10"]) == ["●✕", ""]
+    assert view.strip(["success", "running"]) == "●?"
     marks = [*view.OUTCOME_MARKS.values(), view.OTHER_MARK]
     assert all(ord(mark) < 0x2800 for mark in marks) and len(set(marks)) == len(marks)
     assert all(f"{mark} {status}" in view.STRIP_LEGEND for status, mark in view.OUTCOME_MARKS.items())
 
 
-def test_the_outcomes_take_one_query_whatever_the_number_of_schedules(
+def test_the_listing_takes_the_same_queries_whatever_the_number_of_schedules_and_runs(
     session: Session, world  # noqa: F811
 ) -> None:
+    statements: list[str] = []
+
     def queries() -> int:
-        statements: list[str] = []
+        statements.clear()
 
         def count(conn, cursor, statement, *args) -> None:
             statements.append(statement)
@@ -134,6 +149,8 @@ def test_the_outcomes_take_one_query_whatever_the_number_of_schedules(
         add_runs(session, made.id, ["failed"] * 12, NOW - 30 * DAY)
     assert queries() == few
     assert len(listed(session, world)) == 21
+    # the strips are on the schedules' rows: no run is read
+    assert not [s for s in statements if "report_run" in s]
 
 
 def test_failing_flagged_and_auto_paused_rows_are_marked(session: Session, world) -> None:  # noqa: F811

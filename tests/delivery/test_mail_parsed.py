@@ -150,7 +150,7 @@ def parts(message: EmailMessage) -> tuple[str, str, dict[str, bytes]]:
 
 def stored(run_id: int, kind: str) -> bytes:
     with session_scope() as session:
-        return read_content(session, run_artifact(session, run_id, kind).id)
+        return read_content(session, run_artifact(session, run_id, kind))
 
 
 def test_the_delivered_mail_reads_the_same_in_every_part_and_its_documents_open(

@@ -110,3 +110,29 @@ def test_the_sqlite_path_writes_the_same_cells(tmp_path: Path) -> None:
     assert written == len(HOSTILE)
     assert [r[1] for r in rows[1:]] == [("'" + v if v[:1] in FORMULA_STARTS else v) if v else "" for v in HOSTILE]
     assert [float(r[2]) for r in rows[1:]] == [-i / 2 for i in range(len(HOSTILE))]
+
+
+def test_every_page_has_the_footer_with_a_hostile_title_shown_literally(
+        hostile_db: str, printer, tmp_path: Path, monkeypatch) -> None:
+    # Given a report whose title holds quotes, a backslash and the end of a style element, and a
+    # table long enough for three pages
+    title = 'Q1 "final" \\ </style><h1>x</h1> & co'
+    report = parse_definition({**REPORT.model_dump(exclude_none=True), "title": title,
+                               "sections": [{**REPORT.sections[1].model_dump(exclude_none=True),
+                                             "max_rows": 150}]})
+    results = query_sections(hostile_db, report, report.params)
+    monkeypatch.setattr("renderers.pdf.printer", lambda: printer)
+
+    # When it is printed
+    document = RENDERERS[Format.PDF](
+        RenderJob(definition=report, results=results, params=dict(report.params), tenant="Acme",
+                  datasource_url=hostile_db, generated_at=datetime(2026, 3, 2, 9, 0, tzinfo=ZoneInfo("UTC")),
+                  period=datetime(2026, 3, 2).date(), compress=False), tmp_path)
+
+    # Then each page's footer names the title as written and "page N of M"
+    pages = pdf_text(document.path, tmp_path).split("\f")[:-1]
+    assert len(pages) >= 3
+    for number, page in enumerate(pages, start=1):
+        lines = [" ".join(line.split()) for line in page.splitlines() if line.strip()]
+        assert f"page {number} of {len(pages)}" in lines, lines[-3:]
+        assert " ".join(title.split()) in lines, lines[-3:]

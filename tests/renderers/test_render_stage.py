@@ -55,8 +55,8 @@ def test_a_run_renders_a_pdf_and_a_csv_named_for_the_local_date(scheduled_run: i
         assert (pdf.filename, table.filename) == ("video-performance-2026-03-02.pdf",
                                                   "video-performance-2026-03-02.csv")
         assert pdf.media_type == "application/pdf" and table.media_type == "text/csv"
-        text = pdf_text(read_content(session, pdf.id), tmp_path)
-        rows = list(csv.reader(io.StringIO(read_content(session, table.id).decode(), newline="")))
+        text = pdf_text(read_content(session, pdf), tmp_path)
+        rows = list(csv.reader(io.StringIO(read_content(session, table).decode(), newline="")))
         run = session.get(ReportRun, scheduled_run)
     assert "Video performance" in text and "tiktok" in text
     assert rows[0] == SEED_COLUMNS and len(rows) - 1 == ROWS // 2 == table.rows
@@ -71,7 +71,7 @@ def test_a_large_csv_is_zipped(scheduled_run: int, monkeypatch) -> None:
     run_in_process(scheduled_run)
     with session_scope() as session:
         table = run_artifact(session, scheduled_run, "csv")
-        content = read_content(session, table.id)
+        content = read_content(session, table)
     assert table.filename == "video-performance-2026-03-02.csv.zip" and table.media_type == "application/zip"
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         assert archive.namelist() == ["video-performance-2026-03-02.csv"]
@@ -88,7 +88,7 @@ def test_artifacts_are_chunked_and_purged_after_retention(db_url: str) -> None:
                                 source=io.BytesIO(blob), now=now)
         chunks = session.execute(sa.select(sa.func.count()).select_from(ArtifactChunk)).scalar()
         assert (stored.size, chunks) == (len(blob), 3)
-        assert read_content(session, stored.id) == blob
+        assert read_content(session, stored) == blob
     retention = timedelta(days=get_settings().artifact_retention_days)
     with session_scope() as session:
         assert purge_expired(session, now + retention - timedelta(seconds=1)) == 0
