@@ -19,7 +19,7 @@ included), PostgreSQL and the whole machine; the last two count whatever else ru
 
     python bench/herd.py [--schedules 1000] [--processes 1,2,4] [--threads 4] [--real-sample 100]
                          [--baseline 60] [--tenants 1] [--minute-ticks] [--fan-out 50]
-                         [--real-only] [--profile]
+                         [--real-only] [--profile] [--distinct-charts]
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Setup:
     minute_ticks: bool
     fan_out: int             # distinct params among the schedules (0: each its own)
     profile: bool            # workers profiled (bench/_profiled.py), the profile printed
+    distinct_charts: bool    # each schedule's chart its own (DISTINCT_CHART_SQL)
 
 
 @dataclass
@@ -106,7 +107,15 @@ def make_datasource() -> tuple[str, str]:
     return name, create_reader(name)
 
 
-def populate(url: str, datasource: str, schedules: int, tenants: int, slot, fan_out: int = 0) -> None:
+# --distinct-charts: the chart's numbers depend on the schedule's campaign, so no two runs draw
+# the same chart (a drawing is kept per spec: renderers/charts.py), as no two runs print the
+# same PDF. The demo report's own chart shows every campaign, the same for every schedule.
+DISTINCT_CHART_SQL = ("SELECT platform, sum(views) + abs(hashtext(:campaign)) % 100000 AS views "
+                      "FROM videos GROUP BY platform")
+
+
+def populate(url: str, datasource: str, schedules: int, tenants: int, slot, fan_out: int = 0,
+             distinct_charts: bool = False) -> None:
     """Tenants with the demo report, and `schedules` daily schedules due at `slot`, spread over
     the tenants, each to one e-mail address of its own. Schedule i asks for campaign
     "Campaign {i % fan_out}": `fan_out` distinct (report, params), which share renders; without
@@ -115,11 +124,16 @@ def populate(url: str, datasource: str, schedules: int, tenants: int, slot, fan_
     from herald.demo import DEMO_REPORT
     from models import migrate
     from models.db import get_engine, session_scope
-    from models.definition import load_definition
+    from models.definition import load_definition, parse_definition
     from tests.seeding import add_tenant, save_report
 
     migrate.upgrade(url)
     definition = load_definition(DEMO_REPORT)
+    if distinct_charts:
+        data = definition.model_dump(exclude_none=True)
+        data["sections"] = [{**s, "sql": DISTINCT_CHART_SQL} if s["kind"] == "chart" else s
+                            for s in data["sections"]]
+        definition = parse_definition(data)
     with session_scope(url) as session:
         for i in range(tenants):
             tenant = add_tenant(session, f"t{i}", f"Tenant {i}", "UTC", datasource)
@@ -250,7 +264,7 @@ def run_herd(setup: Setup, mode: str, schedules: int, processes: int, threads: i
     sink, workers, log = MailSink().start(), None, work / "workers.log"
     try:
         populate(url, setup.datasource, schedules, setup.tenants, utcnow().replace(second=0, microsecond=0),
-                 setup.fan_out)
+                 setup.fan_out, setup.distinct_charts)
         env = worker_env(setup, url, sink.port, work / "metrics", stub=mode == "stub")
         if setup.profile:
             (work / "profile").mkdir()
@@ -365,6 +379,8 @@ def main() -> None:
     parser.add_argument("--real-only", action="store_true", help="no PDF stub herds")
     parser.add_argument("--fan-out", type=int, default=0, help="the schedules ask for this many "
                         "distinct params, and share renders (0: each its own, none shared)")
+    parser.add_argument("--distinct-charts", action="store_true", help="each schedule's chart "
+                        "draws numbers of its own (the demo report's chart is the same for all)")
     parser.add_argument("--profile", action="store_true", help="profile the workers (cProfile per "
                         "thread, SQL statement times) and print where each run's time goes")
     parser.add_argument("--stall", type=float, default=120, help="give up after this long without progress")
@@ -386,7 +402,7 @@ def main() -> None:
              if args.baseline and n and not (args.real_only and mode == "stub")]
     data_name, datasource = make_datasource()
     setup = Setup(datasource, data_name, namespace, log_level, args.tenants, args.stall, args.minute_ticks,
-                  args.fan_out, args.profile)
+                  args.fan_out, args.profile, args.distinct_charts)
     herds = []
     try:
         for mode, schedules, processes, threads in plan:

@@ -82,26 +82,35 @@ def deliver_due(run_id: int, carried: Carried | None = None) -> datetime | None:
 
 def _deliver(run_id: int, carried: Carried | None) -> datetime | None:
     settings = get_settings()
+    # A run taken without documents was never planned: its plan is new, all of it to send now.
+    fresh = carried is not None and carried.rows is not None and not carried.kinds and not carried.planned
     with session_scope(locking=True) as session:  # reads then writes: on SQLite, take the lock first
         if carried is not None and carried.rows is not None:
             run, schedule = carried.rows[:2]
         else:
             run = session.get(ReportRun, run_id)
             schedule = session.get(Schedule, run.schedule_id)
-        plan_deliveries(session, run_id, planned_recipients(session, schedule, run))
+        pairs = planned_recipients(session, schedule, run, fresh=fresh)
+        plan_deliveries(session, run_id, pairs)
+    if fresh:  # the next pass (a retry, embedded) reads what it may take
+        carried.planned = True
     # The run's documents (and their zips) are spooled here for this pass, and removed after it.
     with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
-        _deliver_pending(run_id, settings, Path(spool), carried)
+        _deliver_pending(run_id, settings, Path(spool), carried,
+                         sorted({c for c, _ in pairs}) if fresh else None)
     retry_at = end_from_deliveries(run_id)
     return None if retry_at is None else max(retry_at, utcnow() + MIN_WAIT)
 
 
-def _deliver_pending(run_id: int, settings: Settings, directory: Path, carried: Carried | None) -> None:
+def _deliver_pending(run_id: int, settings: Settings, directory: Path, carried: Carried | None,
+                     channels: list[Channel] | None = None) -> None:
     """Send on every channel with deliveries that may be taken now (none leased by another
-    worker, none waiting for its retry), documents read from `directory`."""
+    worker, none waiting for its retry; `channels` when the caller knows them), documents
+    read from `directory`."""
     with session_scope() as session:
         run = carried.rows[0] if carried is not None and carried.rows is not None else session.get(ReportRun, run_id)
-        channels = takeable_channels(session, run_id, utcnow())
+        if channels is None:
+            channels = takeable_channels(session, run_id, utcnow())
         if not channels:
             return
         letter = build_letter(session, run, directory, carried)

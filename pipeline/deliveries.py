@@ -32,22 +32,26 @@ from pipeline.lifecycle import move
 DELIVERIES = Delivery.__table__
 
 
-def planned_recipients(session: Session, schedule: Schedule, run: ReportRun) -> list[tuple[Channel, str]]:
+def planned_recipients(session: Session, schedule: Schedule, run: ReportRun,
+                       fresh: bool = False) -> list[tuple[Channel, str]]:
     """For each channel the schedule sends on: its own recipients, else the tenant's (less
     those that unsubscribed from this schedule).
     A test run goes to its `test_recipients` only, never to the schedule's or the tenant's.
     A run already planned (its rows are written in one transaction) keeps its recipients, so a
-    resend of its failed deliveries reaches nobody the schedule gained since."""
-    planned = session.execute(sa.select(DELIVERIES.c.channel, DELIVERIES.c.recipient)
-                              .where(DELIVERIES.c.run_id == run.id).order_by(DELIVERIES.c.id)).all()
+    resend of its failed deliveries reaches nobody the schedule gained since. `fresh`: the
+    caller knows the run was never planned (it had no documents when it was taken)."""
+    planned = [] if fresh else session.execute(
+        sa.select(DELIVERIES.c.channel, DELIVERIES.c.recipient)
+        .where(DELIVERIES.c.run_id == run.id).order_by(DELIVERIES.c.id)).all()
     if planned:
         return [(Channel(c), a) for c, a in planned]
     if run.test:
         return list(dict.fromkeys((Channel(c), a) for c, a in run.test_recipients or []))
     own = session.exec(select(ScheduleRecipient).where(ScheduleRecipient.schedule_id == schedule.id)
                        .order_by(ScheduleRecipient.id)).all()
-    fallback = session.exec(select(TenantRecipient).where(TenantRecipient.tenant_id == schedule.tenant_id)
-                            .order_by(TenantRecipient.id)).all()
+    fallback = [] if {r.channel for r in own} >= set(schedule.channels) else session.exec(
+        select(TenantRecipient).where(TenantRecipient.tenant_id == schedule.tenant_id)
+        .order_by(TenantRecipient.id)).all()
     pairs = []
     for channel in map(Channel, schedule.channels):
         chosen = [r.address for r in own if r.channel == channel]

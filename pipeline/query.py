@@ -98,7 +98,8 @@ def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str 
             share, joined = sharing.join(run_id, tenant.id, key)
             leading = joined.leading
             if not leading:
-                following = follow_share(run_id, share, joined if joined.state else None)
+                following = follow_share(run_id, share, joined if joined.state else None,
+                                         replace=bool(kinds))
                 if following is not None:
                     return following or None
         try:
@@ -129,17 +130,18 @@ def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str 
     return RENDER
 
 
-def follow_share(run_id: int, share: int, known: sharing.Outcome | None = None) -> str | None:
+def follow_share(run_id: int, share: int, known: sharing.Outcome | None = None,
+                 replace: bool = True) -> str | None:
     """Wait for the render the run shares (unless its outcome is `known`) and end or go on as
     it did: DELIVER with its documents, "" when the run ended (skipped or failed as it did),
     None when this run leads now (its leader died, or failed and this attempt is the next).
     Raises SharedRenderFailed when the leader's attempt failed: this run is retried as the
-    leader's run is."""
+    leader's run is. `replace=False`: the run has stored nothing its documents must replace."""
     outcome = known or sharing.wait(share, run_id)
     if outcome.leading:
         return None
     if outcome.state == ShareState.READY:
-        sharing.reuse(run_id, outcome.leader_run_id)
+        sharing.reuse(run_id, outcome.leader_run_id, replace)
         return DELIVER
     if outcome.state in (ShareState.SKIPPED, ShareState.FAILED):
         end_by_id(run_id, RunStatus(outcome.state.value), outcome.error)

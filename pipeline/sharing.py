@@ -154,11 +154,13 @@ def finish(run_id: int, state: ShareState, error: str | None = None) -> None:
                         .values(state=state.value, error=error, finished_at=utcnow()))
 
 
-def reuse(run_id: int, leader_run_id: int) -> None:
+def reuse(run_id: int, leader_run_id: int, replace: bool = True) -> None:
     """Give the run the leader's artifacts (the query's result and each document): rows of its
-    own, naming the leader's bytes. Anything the run had stored before goes."""
+    own, naming the leader's bytes. Anything the run had stored before goes (`replace=False`:
+    the caller knows it has none)."""
     with session_scope() as session:
-        session.execute(ARTIFACTS.delete().where(ARTIFACTS.c.run_id == run_id))
+        if replace:
+            session.execute(ARTIFACTS.delete().where(ARTIFACTS.c.run_id == run_id))
         copied = ("kind", "filename", "media_type", "size", "rows", "checksum", "created_at",
                   "expires_at")
         session.execute(ARTIFACTS.insert().from_select(
