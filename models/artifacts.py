@@ -89,9 +89,10 @@ def copy_content(session: Session, artifact: Artifact, target: BinaryIO) -> None
 # Runs that share a render (`pipeline.sharing`) have artifacts naming the same bytes; a worker
 # delivering many of them reads those bytes from the database once and keeps them on local
 # disk for the next. An artifact's bytes never change (a new render is a new artifact), so a
-# copy is keyed by the id of the artifact holding them. Bounded; removed when the process ends.
+# copy is keyed by its database and the id of the artifact holding them. Bounded; removed
+# when the process ends.
 LOCAL_COPIES = 64
-_copies: collections.OrderedDict[int, Path] = collections.OrderedDict()
+_copies: collections.OrderedDict[tuple[str, int], Path] = collections.OrderedDict()
 _copies_lock = threading.Lock()
 _copies_dir: Path | None = None
 
@@ -100,7 +101,7 @@ def local_copy(session: Session, artifact: Artifact) -> Path:
     """A file on local disk with the artifact's bytes, shared with the other artifacts that name
     the same bytes; read only, and valid until LOCAL_COPIES other copies were made after it."""
     global _copies_dir
-    holder = artifact.content_id or artifact.id
+    holder = (str(session.get_bind().url), artifact.content_id or artifact.id)
     with _copies_lock:
         if holder in _copies:
             _copies.move_to_end(holder)
@@ -108,10 +109,11 @@ def local_copy(session: Session, artifact: Artifact) -> Path:
         if _copies_dir is None:
             _copies_dir = Path(tempfile.mkdtemp(prefix="herald-shared-"))
             atexit.register(shutil.rmtree, _copies_dir, True)
-    path = _copies_dir / f"{holder}.part-{threading.get_ident()}"
+    name = hashlib.sha256(repr(holder).encode()).hexdigest()[:32]
+    path = _copies_dir / f"{name}.part-{threading.get_ident()}"
     with path.open("wb") as target:
         copy_content(session, artifact, target)
-    final = path.with_name(str(holder))
+    final = path.with_name(name)
     path.replace(final)
     with _copies_lock:
         _copies[holder] = final
@@ -119,6 +121,13 @@ def local_copy(session: Session, artifact: Artifact) -> Path:
             _, gone = _copies.popitem(last=False)
             gone.unlink(missing_ok=True)
     return final
+
+
+def forget_local_copies() -> None:
+    """Drop the local copies (a database whose ids started over: tests)."""
+    with _copies_lock:
+        while _copies:
+            _copies.popitem()[1].unlink(missing_ok=True)
 
 
 def run_artifact(session: Session, run_id: int, kind: str) -> Artifact | None:

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 import models.tables  # noqa: F401
 from herald.cli import app
 from models import migrate
+from models.artifacts import forget_local_copies
 from models.db import get_engine
 from models.settings import get_settings
 from pipeline.lifecycle import forget_context
@@ -146,7 +147,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         _truncate_all(url)
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
-    forget_context()  # ids start over in each test's database: what the log lines name too
+    forget_context()  # ids start over in each test's database: what the log lines name too,
+    forget_local_copies()  # and the shared documents a worker keeps
     yield url
     get_settings.cache_clear()
     if request.param == "sqlite":
