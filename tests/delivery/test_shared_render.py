@@ -305,3 +305,26 @@ def test_sharing_can_be_turned_off(
     assert all(a.content_id is None for a in pdfs(run_ids).values())
     with session_scope() as session:
         assert session.exec(select(RenderShare)).all() == []
+
+
+def test_send_if_is_decided_once_from_the_shared_data(
+    db_url: str, videos_db: str, mail_sink: MailSink
+) -> None:
+    # Given two schedules of a report sent only when its CSV query returns rows, which it does not
+    report = {**REPORT, "send_if": "rows",
+              "csv": {"sql": "SELECT title FROM videos WHERE campaign_tag = 'no such campaign'"}}
+    run_ids = due_runs(videos_db, [{"email": "anna@acme.example"}, {"email": "boris@acme.example"}],
+                       report)
+
+    # When both run
+    for run_id in run_ids:
+        run_in_process(run_id)
+
+    # Then the first asked the data, and both were skipped for its reason; nothing was sent
+    first, second = runs(run_ids)
+    assert first.status == second.status == RunStatus.SKIPPED
+    assert "returned no rows" in first.error and second.error == first.error
+    with session_scope() as session:
+        [share] = session.exec(select(RenderShare)).all()
+    assert (share.leader_run_id, share.state) == (run_ids[0], ShareState.SKIPPED)
+    assert mail_sink.mails == []
