@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import select
+import sqlalchemy as sa
 
 from delivery import CHANNELS, DeliveryError, Letter, Sender
 from delivery.fit import Zipper
@@ -34,6 +35,7 @@ from models.settings import Settings, get_settings
 from pipeline import metrics
 from pipeline.carried import Carried
 from pipeline.deliveries import (
+    DELIVERIES,
     Stamper,
     Taken,
     extend,
@@ -190,7 +192,10 @@ def end_from_deliveries(run_id: int) -> datetime | None:
         run = session.get(ReportRun, run_id, with_for_update=True)
         if run.status != RunStatus.RUNNING:
             return None
-        deliveries = session.exec(select(Delivery).where(Delivery.run_id == run_id).order_by(Delivery.id)).all()
+        deliveries = session.execute(  # plain rows: what the outcome reads
+            sa.select(DELIVERIES.c.status, DELIVERIES.c.channel, DELIVERIES.c.recipient,
+                      DELIVERIES.c.error, DELIVERIES.c.lease_expires_at)
+            .where(DELIVERIES.c.run_id == run_id).order_by(DELIVERIES.c.id)).all()
         pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
         if pending:  # waiting for a retry, or another worker is still sending (it ends the run)
             now = utcnow()
@@ -200,7 +205,7 @@ def end_from_deliveries(run_id: int) -> datetime | None:
     return None
 
 
-def outcome(deliveries: list[Delivery]) -> tuple[RunStatus, str | None]:
+def outcome(deliveries: Sequence[Delivery | sa.Row]) -> tuple[RunStatus, str | None]:
     """A run's end state and error from its deliveries, none of them pending."""
     failed = [d for d in deliveries if d.status == DeliveryStatus.FAILED]
     if not deliveries:
