@@ -109,7 +109,9 @@ def _deliver_pending(run_id: int, settings: Settings, directory: Path, carried: 
     """Send on every channel with deliveries that may be taken now (none leased by another
     worker, none waiting for its retry; `channels` when the caller knows them), documents
     read from `directory`."""
-    with session_scope() as session:
+    # The unsubscribe links may write the signing key (the first ever): on SQLite a session that
+    # reads and then writes takes the lock first, or it fails when another run writes meanwhile.
+    with session_scope(locking=bool(settings.public_url)) as session:
         run = carried.rows[0] if carried is not None and carried.rows is not None else session.get(ReportRun, run_id)
         if channels is None:
             channels = takeable_channels(session, run_id, utcnow())
