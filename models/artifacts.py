@@ -48,11 +48,12 @@ def store_artifact(session: Session, *, run_id: int | None, kind: str, filename:
         chunks = [first[i:i + CHUNK_SIZE] for i in range(0, len(first), CHUNK_SIZE)]
     else:
         chunks = itertools.chain([first], iter(lambda: source.read(CHUNK_SIZE), b""))
-    digest, size = hashlib.sha256(), 0
+    digest, size = hashlib.sha256(), 0  # a stream's: the whole content's were taken above
     for seq, chunk in enumerate(chunks):
         session.execute(sa.insert(ArtifactChunk).values(artifact_id=artifact.id, seq=seq, data=chunk))
-        digest.update(chunk)
-        size += len(chunk)
+        if not whole:
+            digest.update(chunk)
+            size += len(chunk)
     if not whole:
         artifact.size, artifact.checksum = size, digest.hexdigest()
         session.execute(sa.update(Artifact).where(Artifact.id == artifact.id)

@@ -262,7 +262,7 @@ def test_a_leader_killed_while_rendering_leaves_the_others_to_render_again(
                        slow(4))
 
     # When the first run's worker is killed while it leads the render, the other waiting on it
-    first = worker(run_ids[0])
+    first, second = worker(run_ids[0]), None
     try:
         wait_for(lambda: leader_of_share() == run_ids[0])
         second = worker(run_ids[1])
@@ -273,7 +273,7 @@ def test_a_leader_killed_while_rendering_leaves_the_others_to_render_again(
         assert second.wait(timeout=120) == 0
     finally:
         for process in (first, second):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
     assert runs(run_ids)[1].status == RunStatus.SUCCESS
     assert pdfs(run_ids)[run_ids[1]].content_id is None
