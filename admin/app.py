@@ -16,6 +16,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from admin import ui
+from admin.format import md
 from models.db import utcnow
 from models.errors import LoginRefused
 from models.settings import get_settings
@@ -24,11 +25,12 @@ from services.accounts import authenticate
 
 
 def login() -> None:
-    """The login form: e-mail and password, checked against the database."""
+    """The login form: e-mail and password, checked against the database, from this browser's
+    address (failures slow that address down, `services.login_throttle`)."""
     st.title("herald admin")
     notice = ui.take_notice()
     if notice:
-        st.info(notice)
+        st.info(md(notice))
     with st.form("login"):
         email = st.text_input("Email", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -36,9 +38,9 @@ def login() -> None:
     ui.hand_over_cookie()  # after a logout: the cookie is cleared
     if submitted:
         try:
-            user_id = authenticate(ui.db(), email, password, utcnow())
+            user_id = authenticate(ui.db(), email, password, utcnow(), ui.client_address())
         except LoginRefused as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
         else:
             ui.log_in(user_id, utcnow())
             st.rerun()

@@ -18,7 +18,7 @@ from models.audit import Change
 from models.text import duration_text
 
 __all__ = ["both_zones", "change_text", "changes_table", "duration_text", "local_time", "md",
-           "shown_value", "size_text", "viewer_zone", "when"]
+           "md_table", "shown_value", "size_text", "viewer_zone", "when"]
 
 
 def when(value: datetime | None) -> str | None:
@@ -85,9 +85,27 @@ def changes_table(changes: Sequence[Change], zone: ZoneInfo) -> pd.DataFrame:
         columns=["When", "Who", "Action", "What"])
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#|~$!])")
+# What Streamlit's markdown (GitHub's, with Streamlit's directives) would turn into emphasis,
+# code, links, images (`[`, `]`: no `[text](url)` or `![alt](src)`), tags, headings, tables,
+# strikes or math: each is escaped with a backslash.
+_MARKDOWN = re.compile(r"[\\`*_\[\]<>#|~$]")
+# The bare links GitHub's markdown makes of `http://…`, `www.…` and `name@host` are found in
+# the text after escapes are read, so no escape stops them: an invisible WORD JOINER does,
+# after the scheme's colon, after "www" and before the "@".
+_BARE_LINK = re.compile(r"(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def md(text: str) -> str:
-    """`text` shown as it is in Streamlit's markdown (no emphasis, links, tags or math)."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    """`text` (a report title, a subject, a name, an address, another server's error…) shown
+    as it is wherever Streamlit reads markdown: st.markdown, st.caption, st.error and the
+    like, headers, and the labels of buttons, links, expanders and tables' cells. No
+    emphasis, link, image, tag or math comes of it; the reader sees the same characters."""
+    escaped = _MARKDOWN.sub(lambda found: "\\" + found.group(0), text)
+    return _BARE_LINK.sub(WORD_JOINER, escaped)
+
+
+def md_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each text cell `md`-escaped, for st.table (whose cells are markdown;
+    st.dataframe's are not, but for link columns)."""
+    return frame.apply(lambda column: column.map(lambda v: md(v) if isinstance(v, str) else v))

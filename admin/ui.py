@@ -1,5 +1,6 @@
 """What the admin's pages share: the session-state keys, herald's database for this run, the
-signed-in viewer (kept across reloads and tabs by the session cookie, `services.admin_sessions`)
+signed-in viewer (kept across reloads and tabs by the session cookie, `services.admin_sessions`,
+and checked again by each download and each self-refreshing part of a page when it is used)
 and the tenant chosen in the sidebar.
 
 A page starts with `here = ui.here(now)` (or `viewer, tenant = ui.current()`) and passes
@@ -10,8 +11,10 @@ page for a logged-in user.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import NamedTuple, NoReturn
@@ -21,9 +24,11 @@ from sqlmodel import Session
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from admin import session_cookie
+from admin.format import md
 from models.admin_sessions import Ended
-from models.db import session_scope
+from models.db import session_scope, utcnow
 from models.errors import SessionEnded
+from models.settings import get_settings
 from models.tenancy import Tenant
 from services import admin_sessions
 from services.access import Viewer
@@ -33,6 +38,8 @@ HANDOFF = "herald_handoff"  # the login's one-time code, until the page hands it
 FORGET = "herald_forget_cookie"  # set by logging out: the login page clears the cookie
 TENANT = "herald_tenant"  # the chosen tenant's slug, kept when the URL loses it
 NOTICE = "herald_notice"  # one sentence for the login page (e.g. the session expired)
+
+log = logging.getLogger("herald.admin")
 
 _db: ContextVar[Session] = ContextVar("herald_admin_db")
 _current: ContextVar[tuple[Viewer, Tenant | None] | None] = ContextVar("herald_admin_current",
@@ -113,6 +120,62 @@ def signed_in(session: Session, now: datetime, idle_minutes: int) -> Viewer | No
     except SessionEnded as exc:
         forget(str(exc))
         return None
+
+
+def client_address() -> str | None:
+    """The IP address this browser's connection comes from, as the admin's server sees it:
+    behind a proxy that uvicorn trusts (FORWARDED_ALLOW_IPS: 127.0.0.1 unless set) the one
+    its X-Forwarded-For names, never a header from anyone else; None from the admin's own host."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None  # not a string under AppTest
+
+
+def checked_viewer(session_id: int | None, tenant_id: int, seen: bool = True) -> Viewer:
+    """The viewer of admin session `session_id`, checked now as a page's run is (logged in, not
+    idle, not deactivated) and still a member of `tenant_id`, on a database session of its own
+    (this works outside a run too); raises SessionEnded, with the session ended, otherwise."""
+    if session_id is None:
+        raise SessionEnded("You are not logged in; log in again.")
+    with session_scope() as own:
+        return admin_sessions.check(own, session_id, utcnow(), get_settings().admin_idle_minutes,
+                                    tenant_id, seen=seen)
+
+
+def recheck(tenant_id: int, seen: bool = True) -> Viewer | None:
+    """In a run `admin/app.py` did not check (a fragment's own rerun, a button's callback):
+    the viewer, still signed in and a member of `tenant_id`; else None, with this tab's
+    session forgotten, so the app's next run shows the login page saying why."""
+    try:
+        return checked_viewer(session_id(), tenant_id, seen)
+    except SessionEnded as exc:
+        log.warning("admin session %s refused on a recheck: %s", session_id(), exc)
+        forget(str(exc))
+        return None
+
+
+def download_button(label: str, produce: Callable[[Session, Viewer], bytes], tenant_id: int,
+                    **options) -> None:
+    """A download whose bytes are made by `produce(session, viewer)` only when it is clicked,
+    after this tab's session is checked again (`checked_viewer`: a membership removed, a new
+    password or the idle limit since the page was drawn refuse it and end the session). The
+    click also reruns the app after the same check, so a refused download shows the login page.
+
+    Streamlit runs the data callable on a thread of its own, without the page's state (st
+    commands do nothing there), so it gets the session id, not the session state."""
+    st.download_button(label, data=functools.partial(_checked_download, session_id(), tenant_id,
+                                                     produce),
+                       on_click=recheck, args=(tenant_id,), **options)
+
+
+def _checked_download(session_id: int | None, tenant_id: int,
+                      produce: Callable[[Session, Viewer], bytes]) -> bytes:
+    try:
+        viewer = checked_viewer(session_id, tenant_id)
+    except SessionEnded as exc:
+        log.warning("download refused for admin session %s: %s", session_id, exc)
+        raise
+    with session_scope() as own:
+        return produce(own, viewer)
 
 
 def hand_over_cookie() -> None:
@@ -200,7 +263,7 @@ def flash(key: str, kind: str, sentence: str) -> None:
 def show_flash(key: str) -> None:
     if key in st.session_state:
         kind, sentence = st.session_state.pop(key)
-        getattr(st, kind)(sentence)
+        getattr(st, kind)(md(sentence))  # it may hold a title, an address, a server's reply
 
 
 def refused(here: Here, key: str, exc: Exception) -> NoReturn:

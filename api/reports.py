@@ -55,16 +55,18 @@ async def save_report(slug: str, request: Request, caller: ApiClient = Depends(W
     text = (await request.body()).decode("utf-8-sig", errors="replace")
     if not text.strip():
         raise InvalidInput("The body is empty; send the report's YAML (or JSON) definition.")
-    definition = parse_definition_text(text, "body")
-    if definition.slug != slug:
-        raise InvalidInput(f"body: slug is {definition.slug!r} but the URL names {slug!r}; make them "
-                           f"the same.")
-    detail, created = await run_in_threadpool(_save, caller, text)  # it asks the tenant's database
+    # Off the event loop: parsing takes up to a second (a body is at most a report file's
+    # `models.report_file.MAX_BYTES`), and the save asks the tenant's database.
+    detail, created = await run_in_threadpool(_save, caller, slug, text)
     return JSONResponse(detail, status_code=201 if created else 200,
                         headers={"Location": f"/api/v1/reports/{slug}"})
 
 
-def _save(caller: ApiClient, text: str) -> tuple[dict[str, Any], bool]:
+def _save(caller: ApiClient, slug: str, text: str) -> tuple[dict[str, Any], bool]:
+    definition = parse_definition_text(text, "body")
+    if definition.slug != slug:
+        raise InvalidInput(f"body: slug is {definition.slug!r} but the URL names {slug!r}; make them "
+                           f"the same.")
     with session_scope() as session:
         saved = reports.save_report_text(session, caller, caller.tenant_id, text, source="body")
         return reports.report_detail(session, caller, caller.tenant_id, saved.slug), saved.created

@@ -32,6 +32,7 @@ import jinja2
 
 from delivery.base import Attachment, DeliveryError, Letter, PartSent, Touch
 from models.settings import Settings
+from models.text import plain_file_name
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("delivery", "templates"),
                                 autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -104,6 +105,11 @@ def _reply_error(what: str, code: int, reply: bytes | str, channel_wide: bool = 
                          channel_wide=channel_wide)
 
 
+# The ending each document's media type gives its attachment's name.
+EXTENSIONS = {"text/csv": ".csv", "application/zip": ".zip", "application/pdf": ".pdf",
+              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}
+
+
 # Runs that share a render (`pipeline.sharing`) send the same letter: its body is serialised
 # once per process and kept for a minute (its Date header says when it was written).
 BODY_KEPT_S = 60.0
@@ -146,12 +152,14 @@ def compose(letter: Letter, sender: Address) -> EmailMessage:
 
 
 def _attach(message: EmailMessage, attachment: Attachment) -> None:
-    """The document under its own name and media type; a text document (CSV) says it is UTF-8,
-    and is base64 like the rest so that its bytes, CRLFs included, arrive unchanged."""
+    """The document under its own name, made plain and ending as its media type says, and that
+    media type; a text document (CSV) says it is UTF-8, and is base64 like the rest so that
+    its bytes, CRLFs included, arrive unchanged."""
     maintype, subtype = attachment.media_type.split("/", 1)
     params = {"charset": "utf-8"} if maintype == "text" else {}
+    filename = plain_file_name(attachment.filename, EXTENSIONS.get(attachment.media_type, ""))
     message.add_attachment(attachment.path.read_bytes(), maintype, subtype,
-                           filename=attachment.filename, params=params)
+                           filename=filename, params=params)
 
 
 def _quit(client: smtplib.SMTP) -> None:

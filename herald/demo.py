@@ -35,7 +35,7 @@ from models.tenancy import Tenant
 from services import accounts, members, reports, schedules, tenants, tokens
 from services.access import Operator
 from services.inbox import MAIL_DIR, TELEGRAM_DIR
-from tenantdb import parse_datasource
+from tenantdb import libpq_conninfo, parse_datasource
 
 DEMO_TENANT = "demo"
 DEMO_REPORT = Path(__file__).with_name("demo_files") / "video-performance.yaml"
@@ -95,7 +95,7 @@ def write_demo_datasource(path: Path, rows: int = 500, seed: int = 7) -> None:
 def write_demo_videos_postgres(url: str, reader: str | None = None) -> None:
     """The demo's videos in the PostgreSQL database at `url` (a role that may create tables),
     replacing a `videos` table left there; `reader`, the role herald reads it as, may SELECT."""
-    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    libpq = libpq_conninfo(make_url(url))  # a password with a space or an @ arrives whole
     try:
         with psycopg.connect(libpq, connect_timeout=10) as db:
             db.execute("DROP TABLE IF EXISTS videos")

@@ -12,19 +12,37 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-import yaml
 from babel import Locale
 from babel.core import UnknownLocaleError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.errors import InvalidInput
 from models.periods import PARAM_NAMES as PERIOD_PARAMS
 from models.periods import PERIOD_KINDS
-from models.text import NOT_ONE_LINE, has_control_character
+from models.report_file import read_report_file, read_report_text
+from models.text import (
+    NOT_ONE_LINE,
+    excerpt,
+    first_invisible_character,
+    has_control_character,
+    short_text,
+)
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 SLUG_RULE = "use lowercase letters, digits and hyphens, starting with a letter or digit (at most 64)"
 FILENAME_FIELDS = ("slug", "date")
+CSV_EXTENSION = ".csv"
+MAX_PARAMS = 100
+MAX_SECTIONS = 200
+MAX_MESSAGE = 300  # characters of a refusal: it quotes what was sent in excerpts only
 Scalar = str | int | float | bool | None
 
 
@@ -121,9 +139,15 @@ class CsvSpec(_Strict):
 
     @field_validator("filename")
     @classmethod
-    def _plain_file_name(cls, filename: str) -> str:
+    def _plain_file_name(cls, filename: str, info: ValidationInfo) -> str:
         if has_control_character(filename):
             raise ValueError(NOT_ONE_LINE)
+        # Saved before these two checks existed: the attachment's name is made plain instead.
+        stored = bool(info.context and info.context.get("stored"))
+        invisible = first_invisible_character(filename)
+        if invisible and not stored:
+            raise ValueError(f"contains the invisible character {invisible}, which can make the "
+                             f"name read differently (e.g. backwards); write it without it")
         placeholders = _placeholders(filename)
         unknown = sorted({name for name, _, _ in placeholders if name not in FILENAME_FIELDS})
         if unknown:
@@ -136,9 +160,14 @@ class CsvSpec(_Strict):
                 raise ValueError(f"uses {{{written}}}; write {{{name}}} without a format spec or conversion")
         if "/" in filename or "\\" in filename:
             raise ValueError("must be a file name, not a path")
-        if not filename.format(slug="slug", date="2000-01-01").strip(" ."):
+        filled = filename.format(slug="slug", date="2000-01-01")
+        if not filled.strip(" ."):
             raise ValueError("names no file (it is empty, '.' or '..' once filled in); "
                              "write e.g. {slug}-{date}.csv")
+        ending = filled.rpartition(".")[2] if "." in filled.strip(" .") else None
+        if ending is not None and f".{ending}".lower() != CSV_EXTENSION and not stored:
+            raise ValueError(f"ends in {short_text('.' + ending, 20)}, and the CSV's name must end in "
+                             f".csv (the XLSX's is made from it); write e.g. {{slug}}-{{date}}.csv")
         return filename
 
 
@@ -183,7 +212,7 @@ class ReportDefinition(_Strict):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{key} must be {'a section title' if key == 'rows' else 'a SQL query'}")
             return value
-        raise ValueError(f"{value!r} is not a condition herald knows; write always, rows, "
+        raise ValueError(f"{excerpt(value)} is not a condition herald knows; write always, rows, "
                          f"{{rows: <section title>}} or {{sql: SELECT … AS send}}")
 
     @field_validator("refresh")
@@ -191,7 +220,7 @@ class ReportDefinition(_Strict):
     def _view_names(cls, names: list[str]) -> list[str]:
         for name in names:
             if not isinstance(name, str) or not VIEW_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a materialized view name; write it as name or "
+                raise ValueError(f"{excerpt(name)} is not a materialized view name; write it as name or "
                                  f"schema.name (letters, digits and _)")
         return names
 
@@ -199,7 +228,8 @@ class ReportDefinition(_Strict):
     @classmethod
     def _known_period(cls, period: str | None) -> str | None:
         if period is not None and period not in PERIOD_KINDS:
-            raise ValueError(f"{period!r} is not a period herald knows; use one of {', '.join(PERIOD_KINDS)}")
+            raise ValueError(f"{excerpt(period)} is not a period herald knows; use one of "
+                             f"{', '.join(PERIOD_KINDS)}")
         return period
 
     @field_validator("locale")
@@ -211,7 +241,7 @@ class ReportDefinition(_Strict):
     @classmethod
     def _valid_slug(cls, slug: str) -> str:
         if not is_slug(slug):
-            raise ValueError(f"{slug!r} is not valid; {SLUG_RULE}")
+            raise ValueError(f"{excerpt(slug)} is not valid; {SLUG_RULE}")
         return slug
 
     @field_validator("title")
@@ -231,8 +261,9 @@ class ReportDefinition(_Strict):
         if isinstance(self.send_if, RowsCondition):
             titles = [section.title for section in self.sections]
             if self.send_if.rows not in titles:
-                raise ValueError(f"send_if.rows names {self.send_if.rows!r}, which is not a section "
-                                 f"title; use one of {', '.join(map(repr, titles)) or 'none (add a section)'}")
+                named = ", ".join(excerpt(title, 40) for title in titles[:5]) + (", …" if titles[5:] else "")
+                raise ValueError(f"send_if.rows names {excerpt(self.send_if.rows)}, which is not a "
+                                 f"section title; use one of {named or 'none (add a section)'}")
         for where, sql in self.queries():
             if self.period == "none" and bind_names(sql) & set(PERIOD_PARAMS):
                 raise ValueError(f"{where} uses :period_start or :period_end but period is none; "
@@ -240,7 +271,8 @@ class ReportDefinition(_Strict):
             missing = sorted(bind_names(sql) - set(self.params) - set(PERIOD_PARAMS))
             if missing:
                 raise ValueError(
-                    f"{where} uses :{missing[0]} but params gives it no default; add it to params"
+                    f"{where} uses :{short_text(missing[0])} but params gives it no default; "
+                    f"add it to params"
                 )
         return self
 
@@ -267,7 +299,8 @@ def babel_locale(code: str) -> Locale:
         locale = None
     # Babel falls back for some parts it does not know (en-ZZZZ reads as en_US): refuse those too.
     if locale is None or str(locale).lower() != code.replace("-", "_").lower():
-        raise ValueError(f"{code!r} is not a locale herald knows; use a code such as en, fr, de or ru")
+        raise ValueError(f"{excerpt(code)} is not a locale herald knows; use a code such as en, fr, "
+                         f"de or ru")
     return locale
 
 
@@ -275,7 +308,7 @@ def section_name(index: int, title: Any = None) -> str:
     """The section at `index` (from 0) as every message names it: counted from one, with its
     title when it has one, `section 2 ("Revenue by day")`."""
     named = f"section {index + 1}"
-    return f'{named} ("{title}")' if isinstance(title, str) and title else named
+    return f'{named} ("{short_text(title)}")' if isinstance(title, str) and title else named
 
 
 def bind_names(sql: str) -> set[str]:
@@ -294,7 +327,8 @@ def _field_path(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
         elif i and isinstance(loc[i - 1], int) and part in ("kpi", "chart", "table"):
             continue  # pydantic names the union member here; the user wrote no such key
         else:
-            path += f".{part}" if path else str(part)
+            part = short_text(str(part))  # a key the user wrote: it may be any length
+            path += f".{part}" if path else part
     return path
 
 
@@ -304,7 +338,8 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "union_tag_not_found":
         return "is required (one of kpi, chart, table)"
     if error["type"] == "union_tag_invalid":
-        return f"must be one of kpi, chart, table (got {error['input'].get('kind')!r})"
+        kind = error["input"].get("kind") if isinstance(error["input"], dict) else None
+        return f"must be one of kpi, chart, table (got {excerpt(kind)})"
     if error["type"] == "extra_forbidden":
         return "is not a known field"
     return error["msg"].removeprefix("Value error, ")
@@ -314,6 +349,7 @@ def parse_definition(data: Any, source: str = "report") -> ReportDefinition:
     """Validate already-loaded data, raising `InvalidInput` naming source, field and problem."""
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: a report file must be a YAML mapping with slug, title and sections.")
+    _check_counts(data, source)
     try:
         return ReportDefinition.model_validate(data)
     except ValidationError as exc:
@@ -323,25 +359,26 @@ def parse_definition(data: Any, source: str = "report") -> ReportDefinition:
             loc = (*loc, "kind")
         where = _field_path(loc, data)
         # Model-level checks already name the field in their message.
-        raise InvalidInput(f"{source}: {where + ' ' if where else ''}{_describe(error)}.") from None
+        sentence = f"{where + ' ' if where else ''}{_describe(error)}"
+        raise InvalidInput(f"{source}: {short_text(sentence, MAX_MESSAGE)}.") from None
+
+
+def _check_counts(data: dict[str, Any], source: str) -> None:
+    """Refuse more params or sections than a report may have, before any is validated."""
+    for key, most, fix in (("params", MAX_PARAMS, "remove the ones no query uses"),
+                           ("sections", MAX_SECTIONS, "split the report into several")):
+        if isinstance(data.get(key), dict | list) and len(data[key]) > most:
+            raise InvalidInput(f"{source}: {key} has {len(data[key]):,} entries, and a report may "
+                               f"have at most {most}; {fix}.")
 
 
 def parse_definition_text(text: str, source: str = "report") -> ReportDefinition:
-    """Parse and validate report YAML text; errors name `source` (a file name) and the field."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InvalidInput(f"{source}: is not valid YAML{where}; check the indentation and quoting.") from None
-    return parse_definition(data, source=source)
+    """Parse and validate report YAML text (within `models.report_file`'s bounds: its size, its
+    nesting and what its aliases repeat); errors name `source` (a file name) and the field."""
+    return parse_definition(read_report_text(text, source), source=source)
 
 
 def load_definition(path: str | Path) -> ReportDefinition:
-    """Read and validate a report YAML file."""
+    """Read and validate a report YAML file (at most `models.report_file.MAX_BYTES` of it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the report file ({exc.strerror}).") from None
-    return parse_definition_text(text, source=str(path))
+    return parse_definition_text(read_report_file(path), source=str(path))

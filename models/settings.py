@@ -21,8 +21,26 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from models.errors import SettingsError
+
+URL_SPELLING = "percent-encode an @ in the user name or password as %40 and a space as %20"
+
+
+def read_database_url(url: str) -> URL:
+    """A database URL as SQLAlchemy reads it (each %xx decoded once), for DATABASE_URL and the
+    tenants' data sources alike. ValueError, never quoting the URL, for one it cannot read or
+    would read wrongly: after a raw @ in a password, the rest of the password becomes the host."""
+    try:
+        parsed = make_url(url.strip())
+    except (ArgumentError, ValueError, AttributeError):
+        raise ValueError(f"cannot be read as a URL; give the port as a number and "
+                         f"{URL_SPELLING}") from None
+    if "@" in (parsed.host or ""):
+        raise ValueError(f"has an @ that is not the one before its host; {URL_SPELLING}")
+    return parsed
 
 
 def _env(name: str) -> AliasChoices:
@@ -175,6 +193,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str) -> str:
+        read_database_url(url)
         # Accept the URLs people paste (postgres://, postgresql://) and use psycopg 3.
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
@@ -260,6 +279,9 @@ _ENV_NAMES = {
     name: (field.validation_alias.choices[0] if field.validation_alias else name.upper())
     for name, field in Settings.model_fields.items()
 }
+# pydantic names a field in its errors by the alias it was read under (DATABASE_URL, database_url).
+_FIELDS = {alias: name for name, field in Settings.model_fields.items()
+           for alias in (field.validation_alias.choices if field.validation_alias else [name])}
 
 
 # Values that may carry credentials are never echoed back in an error.
@@ -275,7 +297,7 @@ def load_settings(**overrides: object) -> Settings:
         if not first["loc"]:  # a rule across settings: its message names them, no value is shown
             raise SettingsError(f"The settings do not fit together: {first['msg'].removeprefix('Value error, ')}; "
                                 f"fix them in the environment or .env.") from None
-        field = str(first["loc"][0])
+        field = _FIELDS.get(str(first["loc"][0]), str(first["loc"][0]))
         env_name = _ENV_NAMES.get(field, field)
         shown = "" if field in _SECRET_FIELDS else f", got {first.get('input')!r}"
         raise SettingsError(

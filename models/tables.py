@@ -1,6 +1,6 @@
 """Every table, imported in one place so `SQLModel.metadata` is complete (Alembic, tests)."""
 
-from models.admin_sessions import AdminSession
+from models.admin_sessions import AdminSession, LoginFailure
 from models.audit import ChangeEvent
 from models.health import TickHeartbeat
 from models.idempotency import IdempotentRequest
@@ -11,5 +11,5 @@ from models.tenancy import Membership, Tenant, TenantRecipient, User
 from models.tokens import ApiToken
 from models.unsubscribe import ScheduleOptOut, SigningKey
 
-__all__ = ["AdminSession", "ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "IdempotentRequest", "Membership", "RenderShare", "Report", "ReportRun", "Schedule",
+__all__ = ["AdminSession", "ApiToken", "Artifact", "ArtifactChunk", "ChangeEvent", "Delivery", "IdempotentRequest", "LoginFailure", "Membership", "RenderShare", "Report", "ReportRun", "Schedule",
            "ScheduleOptOut", "ScheduleRecipient", "SigningKey", "Tenant", "TenantRecipient", "TickHeartbeat", "User"]

@@ -1,10 +1,13 @@
-"""One-line text (what may go into an e-mail header, a file name or a title), and a length of
-time as people say it."""
+"""One-line text (what may go into an e-mail header, a file name or a title), a short excerpt
+of a value for a message, and a length of time as people say it."""
 
 from __future__ import annotations
 
 import re
+import reprlib
+import unicodedata
 from datetime import timedelta
+from typing import Any
 
 from models.errors import InvalidInput
 
@@ -31,6 +34,47 @@ def require_one_line(text: str | None, noun: str) -> str | None:
     if text is not None and has_control_character(text):
         raise InvalidInput(f"The {noun} {NOT_ONE_LINE}.")
     return text
+
+
+def first_invisible_character(text: str) -> str | None:
+    """The first control or format character of `text` (Unicode categories Cc and Cf: the bidi
+    overrides and isolates, zero-width spaces and joiners; or a lone surrogate) as people look
+    it up, `U+202E`. In a file name, U+202E makes `x\u202egpj.exe` show as `xexe.jpg`."""
+    for character in text:
+        if _CONTROL_CHARACTER.match(character) or unicodedata.category(character) in ("Cf", "Cs"):
+            return f"U+{ord(character):04X}"
+    return None
+
+
+def plain_file_name(name: str, extension: str) -> str:
+    """`name` with no control or format characters and no path, ending in `extension` (e.g.
+    `.csv`) unless it has none: another ending gets `extension` added. For a name filled in
+    from stored templates and slugs, on its way into an attachment."""
+    plain = one_line("".join(c for c in name if unicodedata.category(c) not in ("Cf", "Cs")))
+    plain = plain.replace("/", "_").replace("\\", "_").strip(" .") or "report"
+    suffix = plain.rpartition(".")[2] if "." in plain else None
+    if extension and suffix is not None and f".{suffix}".lower() != extension.lower():
+        plain += extension
+    return plain
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 3
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to about `limit` characters, built without the whole repr: what a
+    message may echo of a value someone sent (a report file's may repeat itself millions of
+    times)."""
+    shown = _SHORT.repr(value)
+    return shown if len(shown) <= limit else shown[:limit - 1] + "…"
+
+
+def short_text(text: str, limit: int = 40) -> str:
+    """`text` on one line, cut to `limit` characters (an ellipsis marks the cut)."""
+    cut = one_line(text[:limit + 1])
+    return cut if len(cut) <= limit else cut[:limit - 1] + "…"
 
 
 def duration_text(delta: timedelta | None) -> str:

@@ -30,14 +30,17 @@ from renderers import RENDERERS, Document
 
 def make_document(definition: ReportDefinition, tenant: Tenant, fmt: Format, now: datetime,
                   directory: Path, bounds: tuple[datetime, datetime] | None = None,
-                  params: dict[str, Any] | None = None) -> Document:
+                  params: dict[str, Any] | None = None,
+                  results: list[dict[str, Any]] | None = None) -> Document:
     """One document in `directory`, for the period [start, end) in `bounds` (naive times in the
     tenant's timezone), else the latest complete one as of `now`; `params` (typed) over the
-    report's defaults."""
+    report's defaults. A PDF's `results`: its sections already read by the caller (in the
+    session, and so within the deadline, of its other queries), else read here."""
     if not tenant.datasource_url:
         raise QueryError(no_datasource(tenant))
     params = export_params(definition, tenant.timezone, now, bounds, params)
-    results = query_sections(tenant.datasource_url, definition, params) if fmt == Format.PDF else []
+    if results is None:
+        results = query_sections(tenant.datasource_url, definition, params) if fmt == Format.PDF else []
     job = render_job(definition, params, tenant, tenant.timezone, results, now, now, compress=False)
     return RENDERERS[fmt](job, directory)
 

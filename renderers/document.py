@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from models.definition import ReportDefinition
+from models.text import plain_file_name
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Document:
 
 
 def csv_filename(definition: ReportDefinition, on: date) -> str:
-    """`{slug}-{YYYY-MM-DD}.csv`, or the report's own template with the same two fields."""
+    """`{slug}-{YYYY-MM-DD}.csv`, or the report's own template with the same two fields, made
+    plain (no control or format characters, no path, a `.csv` ending unless it has none): a
+    template saved before names were checked is cleaned here, where every document's name is made."""
     template = definition.csv.filename if definition.csv else "{slug}-{date}.csv"
-    return template.format(slug=definition.slug, date=on.isoformat())
+    return plain_file_name(template.format(slug=definition.slug, date=on.isoformat()), ".csv")

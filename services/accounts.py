@@ -1,10 +1,12 @@
 """Accounts: logging in to the admin, passwords, and a user's own account.
 
-Login: argon2 passwords against `app_user`. After MAX_FAILURES failed logins in a row the
-account is locked for LOCK_MINUTES; during the lock even the right password is refused, and
-attempts neither count nor extend it. The counter and the lock live in `app_user`
-(`failed_logins`, `locked_until`), so a restart does not reset them; a success resets the
-counter and stamps `last_login_at`. A password change ends the user's other admin sessions
+Login: argon2 passwords against `app_user`. Failed logins slow down and then stop the client
+that makes them, for that address, and a client failing across many addresses, but never the
+right password from another client (`services.login_throttle`, kept in the database, so a
+restart does not reset it). A success stamps `last_login_at`. A wrong current password in a
+password change counts against the account itself (`failed_logins`, `locked_until`): only
+someone signed in as the user can make it, and MAX_FAILURES in a row lock password changes,
+not logins, for LOCK_MINUTES. A password change ends the user's other admin sessions
 (`services.admin_sessions`).
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 import secrets
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -24,14 +26,13 @@ from models.admin_sessions import Ended
 from models.errors import InvalidInput, LoginRefused, NotFound, PermissionDenied
 from models.recipients import normalise_email
 from models.tenancy import Membership, Tenant, User
-from services import admin_sessions
+from services import admin_sessions, login_throttle
 from services.access import Operator, Viewer, Who
+from services.login_throttle import LOCK_MINUTES, MAX_FAILURES
 
 MIN_PASSWORD = 8  # characters
-MAX_FAILURES = 5
-LOCK_MINUTES = 15
-REFUSAL = (f"Wrong e-mail or password; check both and try again ({MAX_FAILURES} failures in a "
-           f"row lock the account for {LOCK_MINUTES} minutes).")
+REFUSAL = (f"Wrong e-mail or password; check both and try again ({MAX_FAILURES} failures within "
+           f"{LOCK_MINUTES} minutes lock this e-mail out from your network address for a while).")
 
 # Every password is hashed, and checked, with these parameters (a login rehashes older ones).
 HASHER = PasswordHasher()
@@ -75,8 +76,9 @@ def verify_password(user: User, password: str) -> bool:
 
 def set_password(session: Session, user: User, password: str, now: datetime,
                  keep: int | None = None) -> None:
-    """Give `user` a new password (not the current one), lift any lockout, and end their admin
-    sessions but `keep` (the one that changed it, if any)."""
+    """Give `user` a new password (not the current one), lift every lockout of the account (its
+    failed logins from every client too), and end their admin sessions but `keep` (the one that
+    changed it, if any)."""
     check_password(password)
     if verify_password(user, password):
         raise InvalidInput("The new password is the same as the current one; choose a "
@@ -84,6 +86,7 @@ def set_password(session: Session, user: User, password: str, now: datetime,
     user.password_hash = HASHER.hash(password)
     user.password_changed_at = now
     user.failed_logins, user.locked_until = 0, None
+    login_throttle.forget_account(session, user.email)
     admin_sessions.end_all(session, user.id, now, Ended.PASSWORD, keep=keep)
 
 
@@ -107,25 +110,43 @@ def reset_password(session: Session, who: Who, email: str, password: str | None,
 
 # --- logging in -----------------------------------------------------------------------------------
 
-def authenticate(session: Session, email: str, password: str, now: datetime) -> int:
-    """The id of the active, unlocked user with this e-mail and password; else LoginRefused,
-    with the same sentence whatever the reason.
+def authenticate(session: Session, email: str, password: str, now: datetime,
+                 client: str | None = None) -> int:
+    """The id of the active user with this e-mail and password, trying from `client` (an IP
+    address; None: the admin's own host); else LoginRefused: one sentence for a wrong
+    e-mail or password whatever the reason, another saying when to try again while
+    `services.login_throttle` holds this client back.
 
-    Commits its own writes (failure count, lock, rehash, `last_login_at`), so a refusal
-    still counts when the caller's transaction is rolled back.
+    Commits its own writes (the failure, a rehash, `last_login_at`), so a refusal still counts
+    when the caller's transaction is rolled back.
     """
+    address, client = login_throttle.account_key(email), login_throttle.client_key(client)
+    waiting = login_throttle.wait_refusal(session, address, client, now)
+    if waiting:
+        _refuse(session, address, client, "refused while throttled", waiting)
+    attempt = login_throttle.attempt(session, address, client, now)
+    if login_throttle.raced(session, address, client, now, attempt):
+        _refuse(session, address, client, "refused: parallel tries passed a limit",
+                login_throttle.wait_refusal(session, address, client, now) or REFUSAL)
     user = find_user(session, email)
-    if user is None or not user.active or _locked(user, now):
+    if user is None or not user.active:
         _check_dummy(password)  # the same work as a real check, so timing tells nothing
-        raise LoginRefused(REFUSAL)
+        _refuse(session, address, client, "unknown or deactivated account", REFUSAL)
     if not verify_password(user, password):
-        _record_failure(session, user, now)
-        raise LoginRefused(REFUSAL)
+        _refuse(session, address, client, "wrong password", REFUSAL)
+    login_throttle.succeeded(session, address, client)
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = HASHER.hash(password)
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    user.last_login_at = now
     session.commit()
     return user.id
+
+
+def _refuse(session: Session, address: str, client: str, reason: str, sentence: str) -> NoReturn:
+    """Log the failure (never the password), end the transaction, refuse with `sentence`."""
+    login_throttle.failed(address, client, reason)
+    session.commit()
+    raise LoginRefused(sentence)
 
 
 def _locked(user: User, now: datetime) -> bool:
@@ -133,8 +154,8 @@ def _locked(user: User, now: datetime) -> bool:
 
 
 def _record_failure(session: Session, user: User, now: datetime) -> None:
-    """Count a failure (atomically, so parallel attempts all count); the MAX_FAILURES-th locks.
-    A lock that has passed starts a fresh count."""
+    """Count a wrong current password (atomically, so parallel attempts all count); the
+    MAX_FAILURES-th locks password changes. A lock that has passed starts a fresh count."""
     if user.locked_until is not None:
         session.execute(sa.update(User).where(User.id == user.id, User.locked_until <= now)
                         .values(failed_logins=0, locked_until=None))
@@ -183,9 +204,10 @@ def my_account(session: Session, viewer: Viewer) -> Account:
 
 def change_own_password(session: Session, viewer: Viewer, current: str, new: str, confirm: str,
                         now: datetime, keep: int | None = None) -> None:
-    """The signed-in user's new password. The current one is checked as a login is: a wrong
-    one counts towards the lockout (a session left open is not a way to guess it). Commits;
-    every admin session of the user ends but `keep` (the one asking)."""
+    """The signed-in user's new password. A wrong current one counts against the account (a
+    session left open is not a way to guess it): MAX_FAILURES in a row lock password changes,
+    not logins, for LOCK_MINUTES. Commits; every admin session of the user ends but `keep`
+    (the one asking)."""
     user = session.get(User, viewer.user_id)
     if _locked(user, now):
         raise InvalidInput(f"Too many wrong passwords in a row: password changes are locked for "
@@ -193,7 +215,8 @@ def change_own_password(session: Session, viewer: Viewer, current: str, new: str
     if not verify_password(user, current or ""):
         _record_failure(session, user, now)
         raise InvalidInput(f"The current password is wrong; type it again ({MAX_FAILURES} "
-                           f"failures in a row lock the account for {LOCK_MINUTES} minutes).")
+                           f"failures in a row lock password changes for {LOCK_MINUTES} "
+                           f"minutes).")
     if new != confirm:
         raise InvalidInput("The new password and its confirmation differ; type the new one "
                            "twice.")

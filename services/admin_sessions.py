@@ -60,10 +60,16 @@ def resume(session: Session, token: str | None) -> int | None:
                                            t.claimed_at.is_not(None), t.ended_at.is_(None))).first()
 
 
-def check(session: Session, session_id: int, now: datetime, idle_minutes: int) -> Viewer:
+def check(session: Session, session_id: int, now: datetime, idle_minutes: int,
+          tenant_id: int | None = None, seen: bool = True) -> Viewer:
     """The viewer signed in by session `session_id`, with this interaction recorded; raises
     SessionEnded, saying why, when it has ended, or ends now (idle for `idle_minutes`, the
-    account deactivated). Commits, so a long page does not hold the session's row."""
+    account deactivated, or, given `tenant_id`, no longer a member of that tenant). `seen=False`
+    for what the user did not do (a page refreshing itself): idle time goes on counting.
+    Commits, so a long page does not hold the session's row.
+
+    Every use of a signed-in session goes through here: each run of a page, a self-refreshing
+    part of one, and each download, when it is used rather than when it was drawn."""
     row = session.get(AdminSession, session_id)
     if row is None or row.ended_at is not None:
         raise SessionEnded(_why(Ended(row.ended_why) if row else Ended.GONE, idle_minutes))
@@ -75,8 +81,12 @@ def check(session: Session, session_id: int, now: datetime, idle_minutes: int) -
     except NotFound:
         _end_now(session, session_id, now, Ended.GONE)
         raise SessionEnded(_why(Ended.GONE, idle_minutes)) from None
-    session.execute(sa.update(AdminSession).where(AdminSession.id == session_id)
-                    .values(last_seen_at=now))
+    if tenant_id is not None and viewer.role_in(tenant_id) is None:
+        _end_now(session, session_id, now, Ended.ACCESS)
+        raise SessionEnded(_why(Ended.ACCESS, idle_minutes))
+    if seen:
+        session.execute(sa.update(AdminSession).where(AdminSession.id == session_id)
+                        .values(last_seen_at=now))
     session.commit()
     return viewer
 
@@ -113,5 +123,6 @@ def _why(ended: Ended, idle_minutes: int) -> str:
         Ended.IDLE: f"Your session ended after {idle_minutes} idle minutes; log in again.",
         Ended.PASSWORD: "This account's password was changed; log in with the new one.",
         Ended.GONE: "This account no longer exists or was deactivated; log in again.",
+        Ended.ACCESS: "Your access to that tenant was removed; log in again.",
     }[ended]
 

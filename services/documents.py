@@ -28,7 +28,7 @@ from models.reports import Report
 from models.settings import get_settings
 from models.tenancy import Tenant
 from pipeline.documents import Streamed, make_document, stream_csv, stream_rendered
-from pipeline.query import export_params, no_datasource
+from pipeline.query import export_params, no_datasource, read_sections
 from renderers import Document
 from services.access import Action, Who, owned, require
 from services.reports import get_report
@@ -78,23 +78,27 @@ def preview_report(session: Session, who: Who, report_id: int, rows: int = PREVI
     report = owned(session, who, Report, report_id, "report")
     tenant, definition = _tenant_with_source(session, report), report.parsed()
     now = now or utcnow()
+    # The PDF's sections and the CSV's first rows are read in one session: one deadline for all.
+    params = export_params(definition, tenant.timezone, now)
+    with open_source(tenant.datasource_url, get_settings().query_timeout_seconds) as source:
+        sections = read_sections(source, definition, params) if definition.sections else None
+        result = (source.query(definition.csv.sql, params, cap=rows, where="csv.sql")
+                  if definition.csv is not None else None)
     pdf = filename = None
     pages: list[bytes] = []
     note = None
-    if definition.sections:
+    if sections is not None:
         with tempfile.TemporaryDirectory(prefix="herald-preview-") as directory, \
                 (PageImager() if images else contextlib.nullcontext()) as imager:
-            document = make_document(definition, tenant, Format.PDF, now, Path(directory))
+            document = make_document(definition, tenant, Format.PDF, now, Path(directory),
+                                     results=sections)
             pdf, filename = document.path.read_bytes(), document.filename
             if imager is not None:
                 pages, note = imager.images(pdf)
     columns: list[str] = []
     first: list[list[Any]] = []
     total = None
-    if definition.csv is not None:
-        with open_source(tenant.datasource_url, get_settings().query_timeout_seconds) as source:
-            params = export_params(definition, tenant.timezone, now)
-            result = source.query(definition.csv.sql, params, cap=rows, where="csv.sql")
+    if result is not None:
         columns, first, total = result.columns, result.rows, result.total
     return Preview(pdf=pdf, pdf_filename=filename, pages=pages, note=note, csv_columns=columns,
                    csv_rows=first, csv_total=total)

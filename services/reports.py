@@ -117,8 +117,10 @@ def save_report_text(session: Session, who: Who, tenant_id: int, text: str,
                      source: str = "report.yaml", report_id: int | None = None) -> SavedReport:
     """Validate YAML text and save it as the tenant's report with its slug (create or update).
 
-    Errors name `source` and the field as `herald report add` does; each query is checked
-    against the tenant's data source first, and nothing is written on error. With
+    Errors name `source` and the field as `herald report add` does; the text is read within a
+    report file's bounds (`models.report_file`: size, nesting, aliases) like the CLI's and the
+    API's, each query is checked against the tenant's data source first, and nothing is
+    written on error. With
     `report_id` (an edit), the text must keep that report's slug.
     """
     require(who, tenant_id, Action.EDIT)

@@ -44,7 +44,7 @@ def redact_url(url: str | None) -> str | None:
         return url
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         return "(unparseable URL)"
 
 

@@ -1,8 +1,9 @@
 """What every tenant data source offers, and the sentences its refusals are written in.
 
 A `TenantSource` is open for one use (a run's sections, one CSV, one check): one
-read-only transaction, statements bounded by a timeout, exactly one statement per
-query. PostgreSQL and SQLite implement it; `tenantdb.open_source` picks one.
+read-only transaction, exactly one statement per query, and one deadline for all of
+them: every statement ends within `timeout_s` of the use's start, whatever the SQL sets.
+PostgreSQL and SQLite implement it; `tenantdb.open_source` picks one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import abc
 import base64
 import datetime as dt
 import math
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +23,7 @@ from typing import Any, BinaryIO, NamedTuple
 import sqlalchemy as sa
 
 from models.definition import bind_names
+from models.errors import QueryError
 
 # Text cells a spreadsheet would run as a formula start with one of these (OWASP's list,
 # plus LF); herald prefixes them with `'`.
@@ -48,10 +51,19 @@ class RowStream(NamedTuple):
 
 
 class TenantSource(abc.ABC):
-    """A tenant's database, open for one use; every statement is one read-only query."""
+    """A tenant's database, open for one use; every statement is one read-only query, and all
+    of them end by `deadline`, `timeout_s` after the use began."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+
+    def remaining(self, where: str) -> float:
+        """The seconds the use has left for `where`; QueryError (the timeout's sentence) if none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise QueryError(timed_out(where, self.timeout_s))
+        return left
 
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any], *, cap: int, where: str) -> QueryResult:

@@ -26,6 +26,7 @@ from tenantdb.postgres import (
     DANGEROUS_ROLES,
     INSUFFICIENT_PRIVILEGE_SQLSTATE,
     QUERY_CANCELED_SQLSTATE,
+    libpq_conninfo,
 )
 from tenantdb.sources import parse_datasource
 
@@ -68,9 +69,8 @@ def _connect(url: str) -> psycopg.Connection:
     if parsed.drivername != "postgresql":
         raise QueryError("The refresh data source is not PostgreSQL; only PostgreSQL has "
                          "materialized views to refresh.")
-    conninfo = parsed.render_as_string(hide_password=False)
     try:
-        return psycopg.connect(conninfo, connect_timeout=10, application_name="herald-refresh")
+        return psycopg.connect(libpq_conninfo(parsed), connect_timeout=10, application_name="herald-refresh")
     except psycopg.OperationalError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataSourceUnreachable(

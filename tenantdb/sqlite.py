@@ -8,7 +8,8 @@
   else: writes, ATTACH/DETACH (and VACUUM INTO, which attaches), every PRAGMA,
   transactions, and the functions that load code or touch files.
 - Python's sqlite3 compiles exactly one statement and refuses a second.
-- A progress handler stops a query once its deadline passes, fetching included.
+- A progress handler stops a query once the use's deadline passes, fetching included;
+  a statement begun after it is refused before it runs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class SqliteSource(TenantSource):
         super().__init__(timeout_s)
         self.conn = conn
         self.denied: str | None = None  # what the authorizer last refused, for the error
-        self.deadline = float("inf")
         conn.set_authorizer(self._authorize)
         conn.set_progress_handler(lambda: int(time.monotonic() > self.deadline), PROGRESS_STEPS)
 
@@ -65,9 +65,10 @@ class SqliteSource(TenantSource):
 
     @contextlib.contextmanager
     def _statement(self, sql: str, params: Mapping[str, Any], where: str) -> Iterator[sqlite3.Cursor]:
-        """One statement's cursor, its deadline running from now until its rows are read."""
+        """One statement's cursor, stopped at the use's deadline, its rows' reading included."""
+        self.remaining(where)
         text, values = base.compile_params(base.strip_statement(sql), params, _DIALECT)
-        self.denied, self.deadline = None, time.monotonic() + self.timeout_s
+        self.denied = None
         try:
             cursor = self.conn.execute(text, values)
             if cursor.description is None:
@@ -75,8 +76,6 @@ class SqliteSource(TenantSource):
             yield cursor
         except (sqlite3.Error, sqlite3.Warning) as exc:
             raise QueryError(self._describe_failure(exc, where)) from None
-        finally:
-            self.deadline = float("inf")
 
     def _describe_failure(self, exc: Exception, where: str) -> str:
         text = str(exc).strip() or type(exc).__name__

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from admin import ui
-from admin.format import viewer_zone, when
+from admin.format import md, viewer_zone, when
 from models.db import utcnow
 from models.errors import HeraldError
 from services import accounts
@@ -26,7 +26,7 @@ def page() -> None:
     zone = viewer_zone(st.context.timezone)
     st.title("My account")
     mine = accounts.my_account(ui.db(), viewer)
-    st.markdown(f"Signed in as **{mine.email}**.")
+    st.markdown(f"Signed in as **{md(mine.email)}**.")
     last_login = when(mine.last_login_at.astimezone(zone)) if mine.last_login_at else "never"
     changed = when(mine.password_changed_at.astimezone(zone)) if mine.password_changed_at else "never"
     st.caption(f"Last login: {last_login} · password last changed: {changed}")
@@ -57,7 +57,7 @@ def password_form(viewer: Viewer) -> None:
         accounts.change_own_password(ui.db(), viewer, current, new, confirm, now,
                                      keep=ui.session_id())
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
     else:
         st.session_state[DONE] = ("Password changed. Every other session of this account has "
                                   "ended; this one stays signed in.")

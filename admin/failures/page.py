@@ -28,7 +28,7 @@ def page() -> None:
     here = ui.here(view.now())
     st.title("Failures")
     for kind, sentence in st.session_state.pop(view.FLASH, []):
-        getattr(st, kind)(sentence)
+        getattr(st, kind)(md(sentence))
     days = st.columns([1, 3])[0].selectbox("Window", list(view.WINDOWS), key=view.WINDOW,
                                           format_func=view.WINDOWS.get,
                                           index=list(view.WINDOWS).index(view.DEFAULT_WINDOW))
@@ -37,7 +37,7 @@ def page() -> None:
         groups = failures.failure_groups(here.session, here.viewer, here.tenant.id, since=since,
                                          until=until)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     can_edit = here.viewer.may(here.tenant.id, Action.EDIT)
     if not groups:

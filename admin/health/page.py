@@ -5,7 +5,9 @@ and the runs due per minute over the next 24 hours, so a pile-up shows before it
 Every role sees it (`services.health`). The figures are herald's, across all tenants, and carry no tenant's names
 or recipients; only the chosen tenant's stuck runs are named, with a link to their story. The
 body is a fragment that reruns itself every 30 s with a session of its own (the app's session
-belongs to a whole run); the agenda is counted at most once a minute for all visitors.
+belongs to a whole run), checking the viewer's session again each time without counting as
+their interaction: a session that ended, went idle or lost the tenant stops it and shows the
+login page. The agenda is counted at most once a minute for all visitors.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from admin import ui
-from admin.format import both_zones
+from admin.format import both_zones, md
 from admin.health import view
 from models.db import session_scope
 from models.health import RENDER_BROWSER_TTL_SECONDS
 from models.settings import get_settings
 from models.tenancy import Tenant
-from services.access import Viewer
 from services.agenda import Agenda, agenda
 from services.health import (
     HealthReport,
@@ -48,13 +49,16 @@ def chromium_here(chromium_path: str | None) -> tuple[str | None, str | None]:
 
 
 def page() -> None:
-    viewer, tenant = ui.current()
+    _viewer, tenant = ui.current()
     st.title("Health")
-    body(viewer, tenant)
+    body(tenant)
 
 
 @st.fragment(run_every=view.REFRESH)
-def body(viewer: Viewer, tenant: Tenant) -> None:
+def body(tenant: Tenant) -> None:
+    viewer = ui.recheck(tenant.id, seen=False)  # the fragment's own reruns skip admin/app.py
+    if viewer is None:
+        st.rerun(scope="app")
     at = view.now()
     zone = ZoneInfo(tenant.timezone)
     settings = get_settings()
@@ -73,9 +77,9 @@ def body(viewer: Viewer, tenant: Tenant) -> None:
 
 def overall(report: HealthReport, at: datetime, zone: ZoneInfo) -> None:
     if not report.healthy:
-        st.error("\n".join(f"- {problem}" for problem in report.problems))
+        st.error("\n".join(f"- {md(problem)}" for problem in report.problems))
     if report.attention:
-        st.warning("\n".join(f"- {item}" for item in report.attention))
+        st.warning("\n".join(f"- {md(item)}" for item in report.attention))
     if report.healthy and not report.attention:
         st.success("Healthy: the tick is on time, nothing is due or stuck, no channel is failing.")
     st.caption(f"Checked {both_zones(at, zone)}; this page refreshes every "
@@ -91,7 +95,7 @@ def tick(report: HealthReport, zone: ZoneInfo) -> None:
     columns[2].metric("Due, not claimed", report.due_not_claimed)
     columns[3].metric("Stuck runs", len(report.stuck_runs))
     if "At" in facts:
-        st.caption(f"The last tick started {facts['At']} on {facts['Host']}; "
+        st.caption(f"The last tick started {facts['At']} on {md(facts['Host'])}; "
                    f"{report.schedules} schedules exist.")
 
 
@@ -101,7 +105,7 @@ def queues(report: HealthReport) -> None:
     if broker is None:
         st.info("No REDIS_URL: herald runs embedded, in one process, so there are no queues.")
     elif broker.error:
-        st.warning(f"Queue depths and workers are unknown: {broker.error}.")
+        st.warning(f"Queue depths and workers are unknown: {md(broker.error)}.")
     else:
         st.dataframe(view.queues_table(broker.queues), hide_index=True)
         st.caption(f"{broker.processes_seen} Dramatiq processes seen in the last few seconds "
@@ -116,10 +120,10 @@ def stuck(report: HealthReport, mine: list[StuckRun], tenant: Tenant, zone: Zone
     st.write(f"Queued past the requeue delay, or holding an expired lease: run "
              f"{', '.join(str(i) for i in report.stuck_runs)}. The tick re-enqueues them.")
     if mine:
-        st.write(f"Of them, {tenant.name}'s:")
+        st.markdown(f"Of them, {md(tenant.name)}'s:")
     for run in mine:
         since = f" since {both_zones(run.since, zone)}" if run.since else ""
-        st.page_link("history/page.py", label=f"Run {run.id}: {run.report_title}, {run.status}{since}",
+        st.page_link("history/page.py", label=md(f"Run {run.id}: {run.report_title}, {run.status}{since}"),
                      query_params={"run": run.id, "tenant": tenant.slug})
 
 
@@ -144,9 +148,10 @@ def browsers(report: HealthReport, zone: ZoneInfo) -> None:
     elif report.broker is None:
         path, error = chromium_here(settings.chromium_path)
         if path:
-            st.write(f"Embedded mode: PDFs are printed here, with the Chromium at {path}.")
+            st.markdown(f"Embedded mode: PDFs are printed here, with the Chromium at {md(path)}.")
         else:
-            st.warning(f"Embedded mode: PDFs are printed here, but there is no browser. {error}")
+            st.warning(f"Embedded mode: PDFs are printed here, but there is no browser. "
+                       f"{md(error or '')}")
     else:
         st.warning("The render browsers are unknown: Redis cannot be read.")
 

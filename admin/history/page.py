@@ -13,12 +13,12 @@ import functools
 from zoneinfo import ZoneInfo
 
 import streamlit as st
+from sqlmodel import Session
 
 from admin import ui
 from admin.format import md
 from admin.history import view
 from models.base import Channel
-from models.db import session_scope
 from models.errors import HeraldError
 from models.runs import RunStatus
 from services import history, runs
@@ -30,7 +30,7 @@ def page() -> None:
     here = ui.here(view.now())
     st.title("History")
     for kind, sentence in st.session_state.pop(view.FLASH, []):
-        getattr(st, kind)(sentence)
+        getattr(st, kind)(md(sentence))
     filters = filters_row(here)
     runs_table(here, filters)
     picked_run(here)
@@ -42,7 +42,7 @@ def filters_row(here: ui.Here) -> RunFilters:
     try:
         choices = history.filter_choices(here.session, here.viewer, here.tenant.id)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     schedules, reports = dict(choices.schedules), dict(choices.reports)
     for key, known in ((view.SCHEDULE, schedules), (view.REPORT, reports)):
@@ -74,7 +74,7 @@ def runs_table(here: ui.Here, filters: RunFilters) -> None:
         shown = history.runs_page(here.session, here.viewer, here.tenant.id, filters,
                                   after=starts[-1], limit=view.PAGE_SIZE)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     if outcomes:
         with st.container(key=view.CHART):
@@ -116,7 +116,7 @@ def picked_run(here: ui.Here) -> None:
     try:
         story = history.run_story(here.session, here.viewer, wanted, now=here.now)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         ui.pick("run", None)
     else:
         story_view(here, story)
@@ -125,7 +125,7 @@ def picked_run(here: ui.Here) -> None:
 def story_view(here: ui.Here, story: RunStory) -> None:
     with st.container(border=True, key=view.STORY):
         head, close = st.columns([6, 1], vertical_alignment="bottom")
-        head.subheader(f"Run {story.id}: {story.report_title}")
+        head.subheader(md(f"Run {story.id}: {story.report_title}"))
         close.button("Close", key=view.CLOSE, on_click=close_story, width="stretch")
         st.markdown("  \n".join(f"**{label}:** {md(value)}" for label, value
                                 in view.story_facts(story, ZoneInfo(here.tenant.timezone))))
@@ -146,14 +146,13 @@ def story_view(here: ui.Here, story: RunStory) -> None:
             st.caption("No documents are kept for this run.")
         for document in story.documents:
             if document.expired:
-                st.caption(view.document_text(document))
+                st.caption(md(view.document_text(document)))
                 continue
-            st.download_button(f"Download {document.kind.upper()}",
-                               key=f"history_doc_{document.kind}",
-                               data=functools.partial(download, here.viewer, story.id, document.kind),
-                               file_name=document.filename, mime=document.media_type,
-                               on_click="ignore")
-            st.caption(view.document_text(document))
+            ui.download_button(f"Download {document.kind.upper()}",
+                               functools.partial(document_bytes, story.id, document.kind),
+                               here.tenant.id, key=f"history_doc_{document.kind}",
+                               file_name=document.filename, mime=document.media_type)
+            st.caption(md(view.document_text(document)))
         if here.viewer.may(here.tenant.id, Action.EDIT) and view.can_resend(story):
             resend_button(here, story)
 
@@ -166,7 +165,7 @@ def resend_button(here: ui.Here, story: RunStory) -> None:
             result = runs.resend_failed(here.session, here.viewer, story.id, now=here.now)
         except HeraldError as exc:
             here.session.rollback()
-            st.error(str(exc))
+            st.error(md(str(exc)))
         else:
             st.session_state[view.FLASH] = [view.resend_message(result)]
             st.rerun()
@@ -177,11 +176,10 @@ def close_story() -> None:
     st.session_state[view.GRID] = st.session_state.get(view.GRID, 0) + 1  # no row stays highlighted
 
 
-def download(viewer: Viewer, run_id: int, kind: str) -> bytes:
-    """A document's bytes, read only when its button is pressed (on a thread of its own, so
-    with a session of its own)."""
-    with session_scope() as own:
-        return history.document(own, viewer, run_id, kind, now=view.now()).content
+def document_bytes(run_id: int, kind: str, session: Session, viewer: Viewer) -> bytes:
+    """A document's bytes, read only when its button is pressed, for the viewer as they are
+    then (`ui.download_button`)."""
+    return history.document(session, viewer, run_id, kind, now=view.now()).content
 
 
 if __name__ == "__main__":

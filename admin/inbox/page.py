@@ -8,17 +8,20 @@ set by `herald demo`; the page is registered only then).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from sqlmodel import Session
 
 from admin import ui
-from admin.format import local_time, size_text
+from admin.format import local_time, md, size_text
 from admin.reports.view import pdf_viewer_installed
 from models.errors import HeraldError
+from services.access import Viewer
 from services.inbox import EMAIL, Attachment, Message, MessageSummary, list_messages, read_message
 
 PICK = "inbox_pick"            # selectbox "Message"
@@ -31,8 +34,8 @@ def page() -> None:
     _viewer, tenant = ui.current()
     directory = Path(os.environ["HERALD_DEMO_DIR"])
     st.title("Inbox")
-    st.caption(f"What herald demo's local mail server and Telegram stand-in received (kept in "
-               f"{directory}); nothing left this machine.")
+    st.caption(md(f"What herald demo's local mail server and Telegram stand-in received (kept "
+                  f"in {directory}); nothing left this machine."))
     st.button("Refresh", key=REFRESH)
     messages = list_messages(directory)
     if not messages:
@@ -48,7 +51,7 @@ def page() -> None:
     try:
         show(read_message(directory, picked), zone)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
 
 
 def when(summary: MessageSummary | Message, zone: str) -> str:
@@ -65,10 +68,17 @@ def table(messages: list[MessageSummary], zone: str) -> pd.DataFrame:
     })
 
 
+def kept(content: bytes, session: Session, viewer: Viewer) -> bytes:
+    """An attachment, handed over once the session is checked again (`ui.download_button`)."""
+    return content
+
+
 def show_attachment(message: Message, index: int, attachment: Attachment) -> None:
-    st.download_button(f"Download {attachment.filename} ({size_text(attachment.size)})",
-                       data=attachment.content, file_name=attachment.filename,
-                       mime=attachment.media_type, key=f"inbox_download_{index}")
+    _viewer, tenant = ui.current()
+    ui.download_button(md(f"Download {attachment.filename} ({size_text(attachment.size)})"),
+                       functools.partial(kept, attachment.content), tenant.id,
+                       file_name=attachment.filename, mime=attachment.media_type,
+                       key=f"inbox_download_{index}")
     if attachment.media_type == "application/pdf":
         if pdf_viewer_installed():
             st.pdf(attachment.content, height=700, key=f"inbox_pdf_{index}",
@@ -80,15 +90,15 @@ def show_attachment(message: Message, index: int, attachment: Attachment) -> Non
             rows = pd.read_csv(io.BytesIO(attachment.content), nrows=CSV_PREVIEW_ROWS, dtype=str,
                                keep_default_na=False)
         except (ValueError, UnicodeDecodeError) as exc:
-            st.caption(f"The CSV cannot be shown here ({exc}); download it to open it.")
+            st.caption(md(f"The CSV cannot be shown here ({exc}); download it to open it."))
         else:
-            st.caption(f"The first {len(rows)} rows of {attachment.filename}")
+            st.caption(md(f"The first {len(rows)} rows of {attachment.filename}"))
             st.dataframe(rows, hide_index=True, key=f"inbox_csv_{index}")
 
 
 def show(message: Message, zone: str) -> None:
-    st.subheader(message.subject or "(no subject)")
-    st.markdown(f"**From** {message.sender}  \n**To** {message.to}  \n"
+    st.subheader(md(message.subject or "(no subject)"))
+    st.markdown(f"**From** {md(message.sender)}  \n**To** {md(message.to)}  \n"
                 f"**{'Sent' if message.channel == EMAIL else 'Received'}** {when(message, zone)}")
     if message.channel == EMAIL:
         html, text = st.tabs(["HTML", "Plain text"])
@@ -103,7 +113,7 @@ def show(message: Message, zone: str) -> None:
     elif message.text:
         st.text(message.text)  # the Telegram caption
     for index, attachment in enumerate(message.attachments):
-        with st.expander(f"📎 {attachment.filename} · {size_text(attachment.size)}",
+        with st.expander(md(f"📎 {attachment.filename} · {size_text(attachment.size)}"),
                          expanded=True):
             show_attachment(message, index, attachment)
 

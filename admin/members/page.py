@@ -1,4 +1,4 @@
-"""Members: the tenant's people (role, account, last login, lock), adding one, changing a role,
+"""Members: the tenant's people (role, account, last login, a lock on password changes), adding one, changing a role,
 deactivating a membership (after a confirmation), the tenant's fallback recipients, and the
 recent changes to both (the admin's and the CLI's). For the tenant's admins only; anyone
 else gets one sentence.
@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from admin import ui
-from admin.format import change_text, viewer_zone, when
+from admin.format import change_text, md, md_table, viewer_zone, when
 from models.db import utcnow
 from models.errors import HeraldError
 from models.settings import get_settings
@@ -44,13 +44,13 @@ def page() -> None:
         st.stop()
     if FLASH in st.session_state:
         kind, sentence, password = st.session_state.pop(FLASH)
-        getattr(st, kind)(sentence)
+        getattr(st, kind)(md(sentence))
         if password:
             st.code(password, language=None)
     try:
         rows = members.list_members(here.session, here.viewer, here.tenant.id, now=here.now)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     members_table(rows)
     add_member(here)
@@ -65,8 +65,9 @@ def members_table(rows: list[MemberRow]) -> None:
             [{"Email": r.email + (" (you)" if r.you else ""), "Role": r.role,
               "Account": "active" if r.account_active else "deactivated",
               "Last login": moment(r.last_login_at) or "never",
-              "Locked until": moment(r.locked_until) or "—"} for r in rows],
-            columns=["Email", "Role", "Account", "Last login", "Locked until"]), hide_index=True)
+              "Password changes locked until": moment(r.locked_until) or "—"} for r in rows],
+            columns=["Email", "Role", "Account", "Last login", "Password changes locked until"]),
+            hide_index=True)
     st.caption(f"{len(rows)} members. Viewers read, editors also change schedules and reports "
                f"and send, admins also manage members and fallback recipients.")
 
@@ -112,11 +113,11 @@ def picked_member(here: ui.Here, by_id: dict[int, MemberRow]) -> None:
     if st.session_state.get(CONFIRM) != picked:
         return
     with st.container(border=True, key="deactivate_confirmation"):
-        st.warning(f"Deactivate {member.email} in {name}? They lose access to this tenant at "
-                   f"once; their account, password and other tenants stay as they are, and "
-                   f"adding them again restores access.")
+        st.warning(md(f"Deactivate {member.email} in {name}? They lose access to this tenant "
+                      f"at once; their account, password and other tenants stay as they are, "
+                      f"and adding them again restores access."))
         yes_col, no_col, _ = st.columns([2, 1, 3])
-        if yes_col.button(f"Deactivate {member.email}", key="member_deactivate_confirm",
+        if yes_col.button(md(f"Deactivate {member.email}"), key="member_deactivate_confirm",
                           type="primary"):
             st.session_state.pop(CONFIRM, None)
             act(here, errors, lambda: members.deactivate(here.session, here.viewer,
@@ -163,10 +164,10 @@ def recent_changes(here: ui.Here) -> None:
         st.caption("No changes recorded.")
         return
     with st.container(key="member_changes"):
-        st.table(pd.DataFrame(
+        st.table(md_table(pd.DataFrame(
             [{"When": moment(c.at), "Who": c.actor, "Action": c.action, "Member": c.subject,
               "What": change_text(c)} for c in changes],
-            columns=["When", "Who", "Action", "Member", "What"]), hide_index=True)
+            columns=["When", "Who", "Action", "Member", "What"])), hide_index=True)
 
 
 def act(here: ui.Here, errors, write: Callable[[], object], done: Callable[[object], tuple],
@@ -178,7 +179,7 @@ def act(here: ui.Here, errors, write: Callable[[], object], done: Callable[[obje
         with here.session.begin_nested():
             result = write()
     except HeraldError as exc:
-        errors.error(str(exc))
+        errors.error(md(str(exc)))
         return
     fresh = st.session_state.get(GENERATION, 0)
     st.session_state[FLASH] = done(result)

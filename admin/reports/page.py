@@ -9,10 +9,13 @@ each, shown with st.error. Each report shows who changed it (the admin or the CL
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
+from sqlmodel import Session
 
 from admin import ui
-from admin.format import changes_table, size_text, viewer_zone
+from admin.format import changes_table, md, md_table, size_text, viewer_zone
 from admin.reports import view as rv
 from models.errors import HeraldError, InvalidInput
 from models.tenancy import Tenant
@@ -53,12 +56,12 @@ def definition_tab(viewer: Viewer, tenant: Tenant, report: ReportSummary, versio
         try:
             st.session_state[rv.DEFINITION] = report_yaml(ui.db(), viewer, report.id)
         except HeraldError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
             return
         st.session_state[rv.LOADED] = version
     text = st.text_area("Definition (YAML)", height=420, key=rv.DEFINITION, disabled=not editor)
     if not editor:
-        st.caption(f"Read-only: your role in {tenant.name} is viewer; editors and admins "
+        st.caption(f"Read-only: your role in {md(tenant.name)} is viewer; editors and admins "
                    f"change reports.")
         return
     st.caption("The slug stays; to make a copy under another slug, upload it below.")
@@ -66,7 +69,7 @@ def definition_tab(viewer: Viewer, tenant: Tenant, report: ReportSummary, versio
         try:
             result = save_report_text(ui.db(), viewer, tenant.id, text, report_id=report.id)
         except HeraldError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
         else:
             saved(result)
 
@@ -88,7 +91,7 @@ def preview_tab(viewer: Viewer, report: ReportSummary, version: tuple) -> None:
                                               images=images)
         except HeraldError as exc:
             st.session_state.pop(rv.PREVIEWED, None)
-            st.error(str(exc))
+            st.error(md(str(exc)))
             return
         shown = st.session_state[rv.PREVIEWED] = (version, images, preview)
     if shown is None:
@@ -102,7 +105,7 @@ def preview_tab(viewer: Viewer, report: ReportSummary, version: tuple) -> None:
         for number, page in enumerate(preview.pages, 1):
             st.image(page, caption=f"Page {number} of {len(preview.pages)}")
     else:
-        st.info(preview.note)
+        st.info(md(preview.note))
     if preview.csv_total is None:
         st.caption(FORMAT_MISSING["csv"])
         return
@@ -112,7 +115,13 @@ def preview_tab(viewer: Viewer, report: ReportSummary, version: tuple) -> None:
         st.dataframe(rv.rows_frame(preview.csv_columns, preview.csv_rows), hide_index=True)
 
 
-def download_tab(viewer: Viewer, report: ReportSummary, version: tuple) -> None:
+def kept(content: bytes, session: Session, viewer: Viewer) -> bytes:
+    """A document made on Generate, handed over on Download once the session is checked again
+    (`ui.download_button`)."""
+    return content
+
+
+def download_tab(viewer: Viewer, tenant: Tenant, report: ReportSummary, version: tuple) -> None:
     st.caption("Made now with the report's default parameters, as `herald export` makes "
                "them; nothing is sent.")
     files = st.session_state.setdefault(rv.FILES, {})
@@ -132,17 +141,17 @@ def download_tab(viewer: Viewer, report: ReportSummary, version: tuple) -> None:
                                                        report.id, fmt)
                 except HeraldError as exc:
                     files.pop(fmt, None)
-                    st.error(str(exc))
+                    st.error(md(str(exc)))
                     continue
                 made = files[fmt] = (version, document)
             if made is None:
                 continue
             document = made[1]
-            st.download_button(f"Download {fmt.upper()}", data=document.content,
-                               file_name=document.filename, mime=document.media_type,
-                               key=DOWNLOAD[fmt], on_click="ignore", type="primary")
+            ui.download_button(f"Download {fmt.upper()}", functools.partial(kept, document.content),
+                               tenant.id, file_name=document.filename, mime=document.media_type,
+                               key=DOWNLOAD[fmt], type="primary")
             rows = "" if document.rows is None else f", {document.rows} rows"
-            st.caption(f"{document.filename}: {size_text(len(document.content))}{rows}")
+            st.caption(md(f"{document.filename}: {size_text(len(document.content))}{rows}"))
 
 
 def upload_area(viewer: Viewer, tenant: Tenant) -> None:
@@ -166,7 +175,7 @@ def upload_area(viewer: Viewer, tenant: Tenant) -> None:
                                    "YAML first.")
             result = save_report_text(ui.db(), viewer, tenant.id, text, source=source)
         except HeraldError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
         else:
             saved(result, clear_text=upload is None)
 
@@ -183,17 +192,17 @@ def page() -> None:
         st.session_state[rv.NEW_TEXT] = ""
     notice = st.session_state.pop(rv.NOTICE, None)
     if notice:
-        st.success(notice)
+        st.success(md(notice))
     try:
         summaries = list_reports(ui.db(), viewer, tenant.id)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     if summaries:
         picked_report(viewer, tenant, summaries)
     else:
         st.query_params.pop("report", None)
-        st.info(f"{tenant.name} has no reports yet."
+        st.info(f"{md(tenant.name)} has no reports yet."
                 + (" Upload a report file below." if editor else " Editors and admins add them."))
     if editor:
         upload_area(viewer, tenant)
@@ -218,7 +227,7 @@ def picked_report(viewer: Viewer, tenant: Tenant, summaries: list[ReportSummary]
     with preview:
         preview_tab(viewer, picked, current)
     with download:
-        download_tab(viewer, picked, current)
+        download_tab(viewer, tenant, picked, current)
     with changes:
         changes_tab(viewer, picked)
 
@@ -228,13 +237,14 @@ def changes_tab(viewer: Viewer, report: ReportSummary) -> None:
     try:
         changes = report_changes(ui.db(), viewer, report.id)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         return
     if not changes:
         st.caption("No changes recorded.")
         return
     with st.container(key=rv.CHANGES):
-        st.table(changes_table(changes, viewer_zone(st.context.timezone)), hide_index=True)
+        st.table(md_table(changes_table(changes, viewer_zone(st.context.timezone))),
+                 hide_index=True)
 
 
 if __name__ == "__main__":

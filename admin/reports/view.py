@@ -5,21 +5,27 @@ Streamlit runs every script run on a new thread, and herald's PDF printer keeps 
 Chromium per thread; so a preview or a download run on the page's own thread would launch
 a browser each time and leave it behind when the thread ends. They run instead on a small,
 long-lived pool whose threads keep their browsers warm (a browser context never serves two
-tenants: the printer sees to that).
+tenants: the printer sees to that). Every tenant shares them, so one tenant has at most
+TENANT_RENDERS of them at a time: a tenant whose previews hang cannot keep another's waiting.
 """
 
 from __future__ import annotations
 
 import atexit
+import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from typing import Any, TypeVar
 
 import pandas as pd
+from sqlmodel import Session, select
 
 from admin.format import local_time
+from models import report_file
 from models.errors import InvalidInput
+from models.reports import Report
 from models.tenancy import Tenant
 from services.access import Action, Viewer
 from services.reports import ReportSummary
@@ -49,16 +55,44 @@ FILES = "_reports_files"              # {fmt: (version, Download)} made on reque
 NOTICE = "_reports_notice"            # one sentence for the next run (a save's result)
 PENDING = "_reports_pending"          # what the next run sets before its widgets exist
 
-UPLOAD_MAX_BYTES = 1024 * 1024
+UPLOAD_MAX_BYTES = report_file.MAX_BYTES  # the limit of every face's report files
 RENDER_THREADS = 2
+TENANT_RENDERS = RENDER_THREADS - 1  # a tenant's share: the other thread stays free for the rest
 
 _pool = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="herald-admin-render")
 atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+_rendering: Counter[int | None] = Counter()  # tenant id -> its renders queued or running
+_rendering_lock = threading.Lock()
 
 
-def on_render_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`function(*args, **kwargs)` on a render thread (the caller waits; its errors re-raise)."""
-    return _pool.submit(function, *args, **kwargs).result()
+def on_render_thread(function: Callable[..., T], session: Session, viewer: Viewer, report_id: int,
+                     *args: Any, **kwargs: Any) -> T:
+    """`function(session, viewer, report_id, *args, **kwargs)`, a preview or a download of a report,
+    on a render thread (the caller waits; its errors re-raise). A tenant whose renders already
+    fill its share is refused in one sentence, so that other tenants' renders are not queued
+    behind its slow ones."""
+    tenant_id = session.exec(select(Report.tenant_id).where(Report.id == report_id)).first()
+    with _rendering_lock:
+        if _rendering[tenant_id] >= TENANT_RENDERS:
+            raise InvalidInput(
+                "This tenant's previews and downloads already use their share of the admin's "
+                f"render threads ({TENANT_RENDERS} at a time); wait for the render under way to "
+                "finish, then try again.")
+        _rendering[tenant_id] += 1
+    try:
+        future = _pool.submit(function, session, viewer, report_id, *args, **kwargs)
+    except BaseException:
+        _done(tenant_id)
+        raise
+    future.add_done_callback(lambda _: _done(tenant_id))  # a cancelled one too
+    return future.result()
+
+
+def _done(tenant_id: int | None) -> None:
+    with _rendering_lock:
+        _rendering[tenant_id] -= 1
+        if _rendering[tenant_id] <= 0:
+            del _rendering[tenant_id]
 
 
 def can_edit(viewer: Viewer, tenant: Tenant) -> bool:

@@ -13,6 +13,7 @@ import zoneinfo
 import streamlit as st
 
 from admin import ui
+from admin.format import md
 from admin.schedules import cron_helper, view
 from models.errors import HeraldError
 from services import schedules
@@ -91,18 +92,19 @@ def timing_fields(here: ui.Here, form: ScheduleForm) -> None:
                 at=state.get("form_time") if timing == "cadence" else None,
                 viewer_timezone=st.context.timezone)
         except HeraldError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
             return
-        st.markdown(f"**{preview.description}** · `{preview.expression}`")
+        # A valid expression (else the helper raised) holds no backtick to end the code span.
+        st.markdown(f"**{md(preview.description)}** · `{preview.expression}`")
         with st.container(key="fire_times"):
             st.caption("The next five fire times" + ("" if start == here.now.date()
                                                      else f" from {start:%d %b %Y}"))
             st.table(view.fire_times(preview), hide_index=True)
         dst_notes, warnings = view.split_notes(preview)
         for note in dst_notes:
-            st.info(note)
+            st.info(md(note))
         for warning in warnings:
-            st.warning(warning)
+            st.warning(md(warning))
 
 
 def recipient_fields(form: ScheduleForm) -> None:
@@ -114,8 +116,8 @@ def recipient_fields(form: ScheduleForm) -> None:
     emails_col, chats_col = st.columns(2)
     emails_col.text_area("E-mail recipients, one per line", key="form_emails")
     chats_col.text_area("Telegram chat ids, one per line", key="form_chats")
-    st.caption(f"When a channel names nobody here: {form.fallback_text}. "
-               f"At most {form.max_recipients} recipients in all.")
+    st.caption(md(f"When a channel names nobody here: {form.fallback_text}. "
+                  f"At most {form.max_recipients} recipients in all."))
     st.text_input("Subject", key="form_subject", placeholder="{title} for {date}",
                   help="Empty: the default subject.")
     st.caption(f"Placeholders: {view.PLACEHOLDERS}")
@@ -135,15 +137,15 @@ def report_parameters(form: ScheduleForm) -> None:
     for param in form.params:
         key = view.param_key(state.get("form_report"), param.name)
         state.setdefault(key, view.param_start(param))
-        hint = f"Default: {param.default!r}"
+        label, hint = md(param.name), md(f"Default: {param.default!r}")
         if param.kind == "bool":
-            st.checkbox(param.name, key=key, help=hint)
+            st.checkbox(label, key=key, help=hint)
         elif param.kind == "int":
-            st.number_input(param.name, key=key, step=1, help=hint)
+            st.number_input(label, key=key, step=1, help=hint)
         elif param.kind == "float":
-            st.number_input(param.name, key=key, step=0.1, format="%g", help=hint)
+            st.number_input(label, key=key, step=0.1, format="%g", help=hint)
         else:
-            st.text_input(param.name, key=key, help=hint)
+            st.text_input(label, key=key, help=hint)
 
 
 def save_form(here: ui.Here, form: ScheduleForm, editing: int | None, errors) -> None:
@@ -153,7 +155,7 @@ def save_form(here: ui.Here, form: ScheduleForm, editing: int | None, errors) ->
                                             view.form_values(st.session_state, form.params),
                                             now=here.now, schedule_id=editing)
     except HeraldError as exc:
-        errors.error(str(exc))
+        errors.error(md(str(exc)))
         return
     close_form()
     ui.pick("schedule", saved.id)

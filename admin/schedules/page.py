@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import streamlit as st
 
 from admin import ui
-from admin.format import changes_table, viewer_zone
+from admin.format import changes_table, md, md_table, viewer_zone
 from admin.schedules import view
 from admin.schedules.form import open_form, schedule_form
 from models.errors import HeraldError
@@ -41,14 +41,14 @@ def page() -> None:
         row = schedule_row(here.session, here.viewer, here.tenant.id, selected) if selected else None
         halted = halted_schedules(here.session, here.viewer, here.tenant.id)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     if row is None:  # none, gone, or not this tenant's
         selected = None
         ui.pick("schedule", None)
     if halted := [(i, title) for i, title in halted if i != selected]:
-        st.warning("Paused by herald after failing in a row: " + ", ".join(
-            f"#{i} {title}" for i, title in halted) + ". Pick one to see why and resume it.")
+        st.warning(md("Paused by herald after failing in a row: " + ", ".join(
+            f"#{i} {title}" for i, title in halted) + ". Pick one to see why and resume it."))
     shown = table(here, selected, can_edit)
     by_id = {r.id: r for r in shown} | ({row.id: row} if row else {})
     picker(here, by_id, [r.id for r in shown], selected, can_edit)
@@ -73,7 +73,7 @@ def table(here: ui.Here, selected: int | None, can_edit: bool) -> list[ScheduleR
         shown = schedule_page(here.session, here.viewer, here.tenant.id, filters,
                               offset=view.page_offset(state, filters), limit=view.ROWS_A_PAGE)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
     view.turn_page(state, shown.offset)  # an offset past the end (rows deleted) shows the last
     shown_ids = [r.id for r in shown.rows]
@@ -135,12 +135,12 @@ def picker(here: ui.Here, by_id: dict[int, ScheduleRow], shown_ids: list[int],
 # --- the picked schedule: its actions and its history ------------------------------------------
 
 def picked(here: ui.Here, row: ScheduleRow, can_edit: bool) -> None:
-    st.subheader(f"Schedule {row.id}: {row.report_title}")
-    st.caption(f"{row.description or row.cron} ({row.timezone}) · "
-               + ("paused" if row.paused else f"next {view.next_fire(row)}")
-               + f" · to {row.recipients_text}")
+    st.subheader(md(f"Schedule {row.id}: {row.report_title}"))
+    st.caption(md(f"{row.description or row.cron} ({row.timezone}) · "
+                  + ("paused" if row.paused else f"next {view.next_fire(row)}")
+                  + f" · to {row.recipients_text}"))
     if row.paused_reason:  # herald paused it: why, with the Resume button right below
-        st.warning(view.paused_by_herald(row) + (" Fix the cause, then press Resume." if can_edit
+        st.warning(md(view.paused_by_herald(row)) + (" Fix the cause, then press Resume." if can_edit
                                                  else " An editor or admin of the tenant can resume it."))
     if can_edit:
         actions(here, row)
@@ -174,8 +174,9 @@ def actions(here: ui.Here, row: ScheduleRow) -> None:
     if st.session_state.get(view.CONFIRM_DELETE) != row.id:
         return
     with st.container(border=True, key="delete_confirmation"):
-        st.warning(f"Delete schedule {row.id} ({row.report_title}, {row.description or row.cron})? "
-                   f"It stops firing and leaves this table; its runs and change history are kept.")
+        st.warning(md(f"Delete schedule {row.id} ({row.report_title}, "
+                      f"{row.description or row.cron})? It stops firing and leaves this table; "
+                      f"its runs and change history are kept."))
         yes_col, no_col, _ = st.columns([1, 1, 4])
         if yes_col.button(f"Delete schedule {row.id}", key="schedule_delete_confirm",
                           type="primary"):
@@ -213,7 +214,7 @@ def history(here: ui.Here, row: ScheduleRow) -> None:
     try:
         past = schedules.schedule_history(here.session, here.viewer, row.id)
     except HeraldError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         return
     runs_col, changes_col = st.columns(2)
     with runs_col:
@@ -229,7 +230,7 @@ def history(here: ui.Here, row: ScheduleRow) -> None:
         st.markdown("**Changes**")
         if past.changes:  # a table, not a grid: "old → new" wraps instead of being cut
             with st.container(key="schedule_changes"):
-                st.table(changes_table(past.changes, viewer_zone(st.context.timezone)),
+                st.table(md_table(changes_table(past.changes, viewer_zone(st.context.timezone))),
                          hide_index=True)
         else:
             st.caption("No changes recorded.")

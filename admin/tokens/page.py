@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from admin import ui
-from admin.format import viewer_zone, when
+from admin.format import md, viewer_zone, when
 from models.db import utcnow
 from models.errors import HeraldError
 from models.settings import get_settings
@@ -37,8 +37,8 @@ def page() -> None:
     ui.show_flash(FLASH)
     made = st.session_state.pop(MADE, None)
     if made:
-        st.success(f"Token {made[0]!r} made. Copy it now: herald keeps only its hash, and shows it "
-                   f"this once.")
+        st.success(md(f"Token {made[0]!r} made. Copy it now: herald keeps only its hash, and "
+                      f"shows it this once."))
         st.code(made[1], language=None)
     rows = tokens.list_tokens(here.session, here.viewer, here.tenant.id)
     table(rows)
@@ -75,7 +75,7 @@ def new_token(here: ui.Here) -> None:
             made = tokens.create_token(here.session, here.viewer, here.tenant.id, scopes, name=name,
                                        expires_days=int(days) or None, now=here.now)
     except HeraldError as exc:
-        errors.error(str(exc))
+        errors.error(md(str(exc)))
         return
     st.session_state[MADE] = (made.row.name, made.token)
     st.session_state[GENERATION] = fresh + 1

@@ -3,8 +3,13 @@ runs from a shell, through the same services as the admin."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +17,9 @@ from herald.cli.common import JsonOption, local_time, parse_instant, print_json,
 from models.db import session_scope, utcnow
 from services import runs
 from services.access import OPERATOR
+
+if TYPE_CHECKING:
+    from renderers import Document
 
 
 @reports_errors
@@ -126,7 +134,50 @@ def export_command(
     except ValueError:
         raise InvalidInput(f"Unknown format {format!r}; use pdf, csv or xlsx.") from None
     bounds = period_bounds(period_start, period_end, ("--period-start", "--period-end"))
-    with session_scope() as session:
-        document = export_report(session, OPERATOR, tenant, report, fmt, output, utcnow(), bounds)
+
+    def export(target: Path) -> Document:
+        with session_scope() as session:
+            return export_report(session, OPERATOR, tenant, report, fmt, target, utcnow(), bounds)
+
+    document = write_output(output, export)
     rows = f", {document.rows:,} rows" if document.rows is not None else ""
     typer.echo(f"wrote {output} ({document.size:,} bytes{rows})")
+
+
+def write_output(output: Path, export: Callable[[Path], Document]) -> Document:
+    """`export(path)` into a temporary file, then copied beside `output` and renamed onto it, so
+    that an unwritable or full output leaves no partial file (a device or a pipe, such as
+    /dev/stdout, is written in place). Errors on `output` are one sentence naming it."""
+    from models.errors import InvalidInput
+
+    def refused(exc: OSError) -> InvalidInput:
+        return InvalidInput(f"Cannot write {output} ({exc.strerror or exc}); choose another "
+                            f"--output path.")
+
+    in_place = output.exists() and not output.is_file() and not output.is_dir()
+    if not in_place:
+        try:  # before the render: a folder that cannot be made fails at once
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise refused(exc) from None
+    with tempfile.TemporaryDirectory(prefix="herald-export-") as directory:
+        document = export(Path(directory) / (output.name or "document"))
+        try:
+            _place(document.path, output, in_place)
+        except OSError as exc:
+            raise refused(exc) from None
+    return replace(document, path=output)
+
+
+def _place(made: Path, output: Path, in_place: bool) -> None:
+    if in_place:
+        with made.open("rb") as source, output.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        return
+    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        shutil.copyfile(made, partial)
+        os.replace(partial, output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -5,6 +5,7 @@ login form until someone logs in, the sidebar and tenant picker after, Log out, 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,8 +53,15 @@ def new_app() -> AppTest:
 
 
 def shown(block) -> str:
-    """Every text the block shows, one per line."""
-    return "\n".join(str(e.value) for kind in SHOWN for e in getattr(block, kind))
+    """Every text the block shows, one per line, as it reads on the page (the pages escape
+    what markdown would make into links, emphasis and the like: `admin.format.md`)."""
+    return "\n".join(readable(str(e.value)) for kind in SHOWN for e in getattr(block, kind))
+
+
+def readable(markdown: str) -> str:
+    """Escaped markdown as it reads: `\\[x\\]` is `[x]`, and the invisible word joiners
+    that keep an address or a URL from becoming a link are not seen."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def assert_login_form(at: AppTest) -> None:

@@ -9,7 +9,6 @@ written as rows.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -25,7 +24,7 @@ from models.schedules import Schedule
 from services import members, reports, tenants
 from services.access import OPERATOR, load_viewer
 from services.runs import send_now
-from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
+from tests.admin.test_app_login import PASSWORD, log_in, new_app, readable, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
@@ -92,7 +91,7 @@ def failures_page(email: str = EDITOR) -> AppTest:
 
 def plain(markdown: str) -> str:
     """Markdown as it reads on the page (the page escapes what markdown would interpret)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    return readable(markdown)
 
 
 def groups(at: AppTest) -> list[str]:
@@ -126,7 +125,7 @@ def test_an_editor_pauses_the_affected_schedules(session: Session, world) -> Non
     at = failures_page()
     assert buttons(at) == {"Pause the affected schedules": True, "Resend failed": True}
     at.button(key=next(b.key for b in at.button if b.key.startswith("pause_"))).click().run()
-    assert [s.value for s in at.success] == [
+    assert [readable(s.value) for s in at.success] == [
         f"Schedule #{world['mine']} paused; resume it on the Schedules page."]
     assert f"#{world['mine']} Video performance (paused)" in groups(at)[1]
     assert buttons(at) == {"Pause the affected schedules": False, "Resend failed": True}
@@ -145,7 +144,7 @@ def test_an_editor_resends_a_group_once_per_failed_mailbox(session: Session, wor
         del mail_sink.refuse[address]   # the mailboxes were fixed
     at.button(key=next(b.key for b in at.button if b.key.startswith("resend_"))).click().run()
     assert not at.exception, at.exception
-    assert [s.value for s in at.success] == [
+    assert [readable(s.value) for s in at.success] == [
         f"Run {world['run']} sent again to four@acme.example (email), three@acme.example (email): "
         f"success.",
         "No failed deliveries in the last 7 days."]

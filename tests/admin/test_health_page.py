@@ -23,7 +23,7 @@ from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
 from services import members, reports, tenants
 from services.access import OPERATOR
-from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
+from tests.admin.test_app_login import PASSWORD, log_in, new_app, readable, shown
 from tests.conftest import REDIS_TEST_URL
 from tests.delivery.conftest import REPORT
 from tests.seeding import add_schedule
@@ -90,14 +90,14 @@ def health_page() -> AppTest:
 def everything(at: AppTest) -> str:
     """All the page's text, its tables' cells and its links' labels."""
     cells = [" ".join(map(str, frame.value.astype(str).to_numpy().ravel())) for frame in at.main.dataframe]
-    links = [link.proto.label for link in at.main.get("page_link")]
+    links = [readable(link.proto.label) for link in at.main.get("page_link")]
     return "\n".join([shown(at.main), *[str(m.value) for m in at.main.metric], *cells, *links])
 
 
 def test_a_viewer_sees_the_problems_the_tick_the_stuck_runs_and_the_agenda(world) -> None:
     at = health_page()
     [error] = at.error
-    assert error.value.startswith("- The last tick was 14 min ago; is `periodiq jobs` running?\n")
+    assert readable(error.value).startswith("- The last tick was 14 min ago; is `periodiq jobs` running?\n")
     assert f"- 2 runs are stuck (queued past 60 s or with an expired lease): {world['ours']}, " \
            f"{world['theirs']}." in error.value
     metrics = {m.label: m.value for m in at.main.metric}
@@ -107,13 +107,13 @@ def test_a_viewer_sees_the_problems_the_tick_the_stuck_runs_and_the_agenda(world
     assert "The last tick started Thu 05 Mar 2026 15:46 CET (14:46 UTC) on worker-1; 5 schedules exist." in text
     # Only acme's stuck run is named, and linked to its story on the History page.
     [link] = at.main.get("page_link")
-    assert link.proto.label == (f"Run {world['ours']}: Video performance, queued since "
+    assert readable(link.proto.label) == (f"Run {world['ours']}: Video performance, queued since "
                                 "Thu 05 Mar 2026 15:50 CET (14:50 UTC)")
     assert (link.proto.page, link.proto.query_string) == ("history", f"run={world['ours']}&tenant=acme")
     # Embedded: no queues; the browser is looked for here, as the renderer would.
     assert "No REDIS_URL: herald runs embedded, in one process, so there are no queues." in \
         [i.value for i in at.info]
-    assert [w.value for w in at.warning] == [
+    assert [readable(w.value) for w in at.warning] == [
         f"Embedded mode: PDFs are printed here, but there is no browser. HERALD_CHROMIUM_PATH="
         f"{MISSING} does not exist; point it at a Chromium binary or unset it."]
     # The agenda: beta's 2 at 09:00 UTC and acme's 3 at 09:00 Berlin (08:00 UTC) tomorrow.
@@ -172,6 +172,6 @@ def test_with_redis_the_queues_and_render_browsers_show(world, redis_broker, red
     [browser] = frames["Host", "Process", "Chromium", "Status", "Since", "Last seen"].to_dict("records")
     assert (browser["Chromium"], browser["Status"]) == (
         "—", f"did not start: HERALD_CHROMIUM_PATH={MISSING} does not exist.")
-    assert f"UTC: HERALD_CHROMIUM_PATH={MISSING} does not exist." in at.error[0].value
+    assert f"UTC: HERALD_CHROMIUM_PATH={MISSING} does not exist." in readable(at.error[0].value)
     assert "Dramatiq processes seen in the last few seconds" in shown(at.main)
     assert not at.warning  # a render process reported: the page did not look for a browser here

@@ -24,7 +24,7 @@ from models.runs import Artifact, Delivery, ReportRun
 from services import members, reports, tenants
 from services.access import OPERATOR, load_viewer
 from services.runs import send_now
-from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
+from tests.admin.test_app_login import PASSWORD, log_in, new_app, readable, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
@@ -185,8 +185,8 @@ def test_a_runs_story_shows_the_550_and_a_viewer_gets_no_resend(world) -> None:
     at = history_page(VIEWER, run=world["partial"])
     story = at.container(key=history_view.STORY)
     assert story.subheader[0].value == f"Run {world['partial']}: Video performance"
-    facts = story.markdown[0].value
-    assert "**Slot:** Fri 10 Apr 2026 14:00 CEST \\(12:00 UTC\\)" in facts
+    facts = readable(story.markdown[0].value)
+    assert "**Slot:** Fri 10 Apr 2026 14:00 CEST (12:00 UTC)" in facts
     assert "**Status:** partial" in facts and f"**Requested by:** {EDITOR}" in facts
     assert f"email three@acme.example: the SMTP server refused the recipient: 550 {REFUSAL}" \
         in story.code[0].value
@@ -211,7 +211,7 @@ def test_an_editor_resends_to_the_fixed_mailbox_once(session: Session, world,
     del mail_sink.refuse[BAD]   # the mailbox was fixed
     at.button(key=history_view.RESEND).click().run()
     assert not at.exception, at.exception
-    assert [s.value for s in at.success] == [
+    assert [readable(s.value) for s in at.success] == [
         f"Run {world['partial']} sent again to {BAD} (email): success."]
     assert [m.rcpt_tos for m in mail_sink.mails] == [[GOOD], [BAD]]
     table = deliveries(at).set_index("Recipient")

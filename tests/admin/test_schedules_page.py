@@ -24,7 +24,7 @@ from models.schedules import Schedule, set_active
 from models.settings import get_settings
 from services import members, reports, tenants
 from services.access import OPERATOR
-from tests.admin.test_app_login import PASSWORD, log_in, new_app, shown
+from tests.admin.test_app_login import PASSWORD, log_in, new_app, readable, shown
 
 # The delivery tests' fixtures: a SQLite tenant data source and a real SMTP server (aiosmtpd).
 from tests.delivery.conftest import REPORT, fast_retries, mail_sink, videos_file  # noqa: F401
@@ -200,8 +200,8 @@ def test_create_with_the_live_helper_edit_pause_resume(session: Session, world) 
     assert [s.value for s in at.success] == [f"Schedule {new.id} saved."]
     changes = frame(at, "What")
     assert list(changes["Action"]) == ["updated", "created"]
-    assert changes["What"][0] == "cron: 30 2 * * * → 15 1 * * *"
-    assert changes["Who"][0] == EDITOR
+    assert readable(changes["What"][0]) == "cron: 30 2 * * * → 15 1 * * *"  # st.table: markdown
+    assert readable(changes["Who"][0]) == EDITOR
 
     click(at, "schedule_pause")
     assert [s.value for s in at.success] == [f"Schedule {new.id} paused."]
@@ -290,7 +290,7 @@ def test_send_now_without_mail_settings_says_why_it_failed(session: Session, wor
     reread(session)
     run = session.exec(select(ReportRun)).one()
     assert run.status == "failed"
-    [error] = [e.value for e in at.error]
+    [error] = [readable(e.value) for e in at.error]
     assert error.startswith(f"Run {run.id} queued and run in this process (no worker queue is "
                             f"configured): failed: ")
     assert "MAIL_SMTP_HOST is not set" in error
@@ -304,10 +304,10 @@ def test_an_invalid_cron_shows_one_sentence_and_writes_nothing(session: Session,
     at.radio(key="form_timing").set_value("cron").run()
     at.text_input(key="form_cron").input("61 25 * * *").run()
     assert not at.table  # no fire times for it (and no schedule picked, so no history)
-    [helper] = [e.value for e in at.error]
+    [helper] = [readable(e.value) for e in at.error]
     assert helper.startswith("Invalid cron expression '61 25 * * *'")
     click(at, "form_save")
-    errors = [e.value for e in at.error]
+    errors = [readable(e.value) for e in at.error]
     assert errors == [helper, helper]  # beside the field, and at the top of the form on Save
     assert helper.endswith(".") and helper.replace("e.g. ", "").count(". ") == 0
     assert "Traceback" not in shown(at.main) and not at.success

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from admin.schedules import view as schedules_view
 from models.schedules import Schedule
-from tests.admin.test_app_login import shown
+from tests.admin.test_app_login import readable, shown
 from tests.admin.test_schedules_page import (  # noqa: F401 - fixtures
     NOW,
     VIEWER,
@@ -38,7 +38,7 @@ REASON = ("Paused automatically after 3 failed runs in a row; the last error: 1 
 
 
 def warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
+    return [readable(w.value) for w in at.warning]
 
 
 @on_sqlite

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from services import members, reports, schedules
 from services.access import load_viewer
-from tests.admin.test_app_login import log_in, new_app
+from tests.admin.test_app_login import log_in, new_app, readable
 
 FIXTURE_REPORT = Path(__file__).resolve().parents[1] / "fixtures" / "video-performance.yaml"
 ADMIN = "ada@acme.example"
@@ -82,4 +82,4 @@ def test_the_admin_s_pages_show_them(session: Session, done_by_the_cli: dict[str
     changes = at.container(key="schedule_changes").table[0].value
     assert list(changes["Action"]) == ["resumed", "paused", "created"]
     assert set(changes["Who"]) == {"cli"}
-    assert "cron: 0 9 * * *" in changes["What"].iloc[-1]
+    assert "cron: 0 9 * * *" in readable(changes["What"].iloc[-1])
