@@ -1,7 +1,8 @@
 # The README names these targets. Each installs what it needs first.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-PYTEST_ARGS ?=
+# One test process per core (pytest-xdist); PYTEST_ARGS= runs them in one process.
+PYTEST_ARGS ?= -n auto --durations=15
 
 .PHONY: install demo test bench check-compose
 

@@ -170,7 +170,9 @@ def download_button(label: str, produce: Callable[[Session, Viewer], bytes], ten
 def _checked_download(session_id: int | None, tenant_id: int,
                       produce: Callable[[Session, Viewer], bytes]) -> bytes:
     try:
-        viewer = checked_viewer(session_id, tenant_id)
+        # Only a read when the session holds: the click's own run of the app records the
+        # activity, and holds the session's row while it runs, which a write here would wait for.
+        viewer = checked_viewer(session_id, tenant_id, seen=False)
     except SessionEnded as exc:
         log.warning("download refused for admin session %s: %s", session_id, exc)
         raise

@@ -212,7 +212,8 @@ def test_an_editor_schedules_across_dst_sends_now_and_another_tenant_sees_none_o
         assert acme_thing not in shown and acme_thing not in sidebar
     assert page.locator(".st-key-schedule_new").count() == 0  # a viewer cannot create
     page.get_by_role("link", name="Reports").click()
-    page.get_by_text("Beta sales").first.wait_for()
+    page.locator(".st-key-report_pick").wait_for()  # the Reports page, with a report to pick
+    page.locator("td", has_text="Beta sales").first.wait_for(state="attached")
     assert "Video performance" not in page.locator("[data-testid='stMain']").text_content()
     assert "tenant=beta" in page.url
     shoot(page, "viewer-of-another-tenant", tmp_path)
