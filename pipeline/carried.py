@@ -28,4 +28,5 @@ class Carried:
     stored: dict[str, Any] | None = None  # the query's result, as stored (params, sections, share)
     leads: int | None = None              # the render share this run leads, known to be its own
     documents: dict[str, tuple[Artifact, Path]] = field(default_factory=dict)  # format: stored, file
+    shared: dict[str, Artifact] | None = None  # kind: the artifacts a run reusing a render was given
     planned: bool = False                 # a deliver pass of this thread planned the run

@@ -36,6 +36,7 @@ from pipeline import metrics
 from pipeline.carried import Carried
 from pipeline.deliveries import (
     DELIVERIES,
+    Stamp,
     Stamper,
     Taken,
     extend,
@@ -84,7 +85,8 @@ def deliver_due(run_id: int, carried: Carried | None = None) -> datetime | None:
 
 def _deliver(run_id: int, carried: Carried | None) -> datetime | None:
     settings = get_settings()
-    # A run taken without documents was never planned: its plan is new, all of it to send now.
+    # A run taken without documents was never planned: its plan is new, all of it to send now,
+    # so its rows are written taken by this worker.
     fresh = carried is not None and carried.rows is not None and not carried.kinds and not carried.planned
     with session_scope(locking=True) as session:  # reads then writes: on SQLite, take the lock first
         if carried is not None and carried.rows is not None:
@@ -93,44 +95,54 @@ def _deliver(run_id: int, carried: Carried | None) -> datetime | None:
             run = session.get(ReportRun, run_id)
             schedule = session.get(Schedule, run.schedule_id)
         pairs = planned_recipients(session, schedule, run, fresh=fresh)
-        plan_deliveries(session, run_id, pairs)
+        taken = plan_deliveries(session, run_id, pairs, lease_length() if fresh else None)
     if fresh:  # the next pass (a retry, embedded) reads what it may take
         carried.planned = True
     # The run's documents (and their zips) are spooled here for this pass, and removed after it.
     with tempfile.TemporaryDirectory(prefix=f"herald-deliver-{run_id}-") as spool:
-        _deliver_pending(run_id, settings, Path(spool), carried,
-                         sorted({c for c, _ in pairs}) if fresh else None)
+        settled = _deliver_pending(run_id, settings, Path(spool), carried, taken if fresh else None)
+    if fresh and pairs and len(settled) == len(pairs) \
+            and all(s.outcome == DeliveryStatus.SENT for s in settled.values()):
+        end_all_sent(run)  # every delivery of the run, sent by this pass: nothing to read back
+        return None
     retry_at = end_from_deliveries(run_id)
     return None if retry_at is None else max(retry_at, utcnow() + MIN_WAIT)
 
 
 def _deliver_pending(run_id: int, settings: Settings, directory: Path, carried: Carried | None,
-                     channels: list[Channel] | None = None) -> None:
+                     taken: dict[Channel, list[Taken]] | None = None) -> dict[int, Stamp]:
     """Send on every channel with deliveries that may be taken now (none leased by another
-    worker, none waiting for its retry; `channels` when the caller knows them), documents
-    read from `directory`."""
+    worker, none waiting for its retry), documents read from `directory`; or, `taken`, to the
+    deliveries the plan just wrote taken. Returns the deliveries this pass settled (SENT or
+    FAILED), by id."""
     # The unsubscribe links may write the signing key (the first ever): on SQLite a session that
     # reads and then writes takes the lock first, or it fails when another run writes meanwhile.
     with session_scope(locking=bool(settings.public_url)) as session:
         run = carried.rows[0] if carried is not None and carried.rows is not None else session.get(ReportRun, run_id)
-        if channels is None:
-            channels = takeable_channels(session, run_id, utcnow())
+        channels = sorted(taken) if taken is not None else takeable_channels(session, run_id, utcnow())
         if not channels:
-            return
+            return {}
         letter = build_letter(session, run, directory, carried)
         if settings.public_url:
-            letter = with_unsubscribe(session, letter, run, settings.public_url)
+            emailed = None if taken is None else [d.recipient for d in taken.get(Channel.EMAIL, [])]
+            letter = with_unsubscribe(session, letter, run, settings.public_url, emailed)
     stamper, zipper = Stamper(), Zipper(directory)
+    planned_at = time.monotonic()
     try:
         for channel in sorted(map(Channel, channels)):
-            deliver_channel(run_id, channel, letter, settings, stamper, zipper)
+            first = None if taken is None else (taken[channel], planned_at)
+            deliver_channel(run_id, channel, letter, settings, stamper, zipper, first)
         stamper.flush()
     finally:
         stamper.close()
+    return stamper.settled
 
 
 def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Settings,
-                    stamper: Stamper, zipper: Zipper) -> None:
+                    stamper: Stamper, zipper: Zipper,
+                    first: tuple[list[Taken], float] | None = None) -> None:
+    """Send to the channel's deliveries that may be taken, a batch at a time; `first`: a batch
+    already taken, and when (`time.monotonic()`), to send before taking more."""
     lease = timedelta(seconds=settings.lease_seconds)
     try:
         letter = fitted_letter(letter, channel, settings, zipper)
@@ -139,20 +151,25 @@ def deliver_channel(run_id: int, channel: Channel, letter: Letter, settings: Set
         fail_pending(run_id, channel, str(exc))
         return
     try:
-        while batch := take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH):
-            if not _send_batch(batch, channel, sender, letter, settings, stamper, lease):
+        batch, taken_at = first or (take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH),
+                                    time.monotonic())
+        while batch:
+            if not _send_batch(batch, channel, sender, letter, settings, stamper, lease, taken_at):
                 break
             if len(batch) < TAKE_BATCH:  # that was all there was to take
                 break
+            batch = take_deliveries(run_id, channel, utcnow(), lease, TAKE_BATCH)
+            taken_at = time.monotonic()
         stamper.flush()
     finally:
         sender.close()
 
 
 def _send_batch(batch: list[Taken], channel: Channel, sender: Sender, letter: Letter,
-                settings: Settings, stamper: Stamper, lease: timedelta) -> bool:
-    """Send to each recipient taken; False when the channel is unusable for the rest of the run."""
-    renewed = time.monotonic()
+                settings: Settings, stamper: Stamper, lease: timedelta, taken_at: float) -> bool:
+    """Send to each recipient taken (their lease taken at `taken_at`, and renewed while they
+    wait); False when the channel is unusable for the rest of the run."""
+    renewed = taken_at
     for i, d in enumerate(batch):
         def touch(rest: list[Taken] = batch[i:]) -> None:
             nonlocal renewed
@@ -183,6 +200,14 @@ def _send_batch(batch: list[Taken], channel: Channel, sender: Sender, letter: Le
             continue
         stamper.put(outcome_stamp(d, None, provider_id, started, settings))
     return True
+
+
+def end_all_sent(run: ReportRun) -> None:
+    """End `run` SUCCESS: the caller planned and sent every one of its deliveries in this pass,
+    and each was SENT by its own stamp (the run as it was taken, RUNNING: nothing in its end
+    reads what the move changes, since a SUCCESS pauses nothing)."""
+    with session_scope(locking=True) as session:
+        end_run(session, run, RunStatus.SUCCESS, utcnow(), None)
 
 
 def end_from_deliveries(run_id: int) -> datetime | None:

@@ -62,20 +62,35 @@ def planned_recipients(session: Session, schedule: Schedule, run: ReportRun,
     return pairs
 
 
-def plan_deliveries(session: Session, run_id: int, pairs: list[tuple[Channel, str]]) -> None:
-    """One pending row per recipient; a second call (a retry) adds nothing."""
-    if pairs:
-        session.execute(insert_ignoring_conflicts(session, DELIVERIES, "run_id", "channel", "recipient"),
-                        [{"run_id": run_id, "channel": c.value, "recipient": a, "parts": {},
-                          "attempts": 0, "created_at": utcnow()} for c, a in pairs])
-
-
 @dataclass
 class Taken:
     id: int
     recipient: str
     attempts: int
     parts: dict[str, str]
+
+
+def plan_deliveries(session: Session, run_id: int, pairs: list[tuple[Channel, str]],
+                    lease: timedelta | None = None) -> dict[Channel, list[Taken]]:
+    """One pending row per recipient; a second call (a retry) adds nothing. With `lease` (the
+    caller knows the run has no rows yet and sends now), the rows are written taken by this
+    worker, as `take_deliveries` would take them, and returned per channel."""
+    if not pairs:
+        return {}
+    now = utcnow()
+    taken = {"lease_expires_at": now + lease, "attempts": 1, "started_at": now} if lease else {"attempts": 0}
+    rows = [{"run_id": run_id, "channel": c.value, "recipient": a, "parts": {}, "created_at": now,
+             **taken} for c, a in pairs]
+    insert = insert_ignoring_conflicts(session, DELIVERIES, "run_id", "channel", "recipient")
+    if lease is None:
+        session.execute(insert, rows)
+        return {}
+    written = session.execute(insert.returning(DELIVERIES.c.id, DELIVERIES.c.channel,
+                                               DELIVERIES.c.recipient, DELIVERIES.c.attempts), rows).all()
+    by_channel: dict[Channel, list[Taken]] = {}
+    for r in sorted(written, key=lambda r: r.id):
+        by_channel.setdefault(Channel(r.channel), []).append(Taken(r.id, r.recipient, r.attempts, {}))
+    return by_channel
 
 
 def _takeable(run_id: int, channel: Channel | None, now: datetime) -> Any:
@@ -143,6 +158,9 @@ class Stamper:
     def __init__(self) -> None:
         self._queue: queue.Queue[Stamp | None] = queue.Queue()
         self._error: BaseException | None = None
+        # The deliveries this stamper moved to SENT or FAILED (committed), by id: read after
+        # `flush`, they tell a run whose every delivery it stamped how the run ended.
+        self.settled: dict[int, Stamp] = {}
         self._thread = threading.Thread(target=self._run, name="delivery-stamps", daemon=True)
         self._thread.start()
 
@@ -168,7 +186,8 @@ class Stamper:
             try:
                 if stamps:
                     with session_scope() as session:
-                        _write_stamps(session, stamps)
+                        moved = _write_stamps(session, stamps)
+                    self.settled.update((s.delivery_id, s) for s in moved)
             except BaseException as exc:  # noqa: BLE001 - handed to the send loop by flush()
                 self._error = exc
             finally:
@@ -178,9 +197,11 @@ class Stamper:
                 return
 
 
-def _write_stamps(session: Session, stamps: list[Stamp]) -> None:
+def _write_stamps(session: Session, stamps: list[Stamp]) -> list[Stamp]:
     """One statement per stamp: an outcome is a move from PENDING (announced once, and not at
-    all for a row another worker had already stamped); a retry keeps the row PENDING."""
+    all for a row another worker had already stamped); a retry keeps the row PENDING. Returns
+    the outcomes that moved their row."""
+    moved = []
     for stamp in stamps:
         this = DELIVERIES.c.id == stamp.delivery_id
         if stamp.outcome == DeliveryStatus.PENDING:
@@ -188,9 +209,11 @@ def _write_stamps(session: Session, stamps: list[Stamp]) -> None:
                             .values(error=stamp.error, duration_ms=stamp.duration_ms,
                                     lease_expires_at=stamp.retry_at))
             continue
-        move(session, DeliveryStatus.PENDING, stamp.outcome, this,
-             provider_message_id=stamp.provider_message_id, error=stamp.error,
-             finished_at=stamp.finished_at, duration_ms=stamp.duration_ms, lease_expires_at=None)
+        if move(session, DeliveryStatus.PENDING, stamp.outcome, this,
+                provider_message_id=stamp.provider_message_id, error=stamp.error,
+                finished_at=stamp.finished_at, duration_ms=stamp.duration_ms, lease_expires_at=None):
+            moved.append(stamp)
+    return moved
 
 
 def backoff(attempts: int, settings: Settings, retry_after: float | None = None) -> float:

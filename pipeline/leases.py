@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from sqlmodel import Session
+
 from models.db import session_scope, utcnow
 from models.runs import ReportRun, RunStatus
 from models.settings import get_settings
@@ -31,12 +33,17 @@ def take_run(run_id: int, now: datetime, lease: timedelta) -> bool:
     """Take a queued run, or one whose lease expired, for this worker; False if another has it
     (or it has ended, or used up its attempts)."""
     with session_scope() as session:
-        this = (RUNS.c.id == run_id, RUNS.c.attempts < get_settings().max_run_attempts)
-        taken = dict(lease_expires_at=now + lease, started_at=now, attempts=RUNS.c.attempts + 1)
-        if move(session, RunStatus.QUEUED, RunStatus.RUNNING, *this, **taken):
-            return True
-        return bool(move(session, RunStatus.RUNNING, RunStatus.RUNNING, *this,
-                         RUNS.c.lease_expires_at < now, **taken))
+        return take(session, run_id, now, lease)
+
+
+def take(session: Session, run_id: int, now: datetime, lease: timedelta) -> bool:
+    """`take_run` in the caller's transaction: the run is this worker's once it commits."""
+    this = (RUNS.c.id == run_id, RUNS.c.attempts < get_settings().max_run_attempts)
+    taken = dict(lease_expires_at=now + lease, started_at=now, attempts=RUNS.c.attempts + 1)
+    if move(session, RunStatus.QUEUED, RunStatus.RUNNING, *this, **taken):
+        return True
+    return bool(move(session, RunStatus.RUNNING, RunStatus.RUNNING, *this,
+                     RUNS.c.lease_expires_at < now, **taken))
 
 
 def release_run(run_id: int, now: datetime, error: str) -> None:

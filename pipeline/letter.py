@@ -106,8 +106,13 @@ def build_letter(session: Session, run: ReportRun, directory: Path, carried: Car
     attachments, generated = [], run.started_at or utcnow()
     made = carried.documents if carried is not None else {}
     content = carried.stored if carried is not None else None
-    kept = {} if content is not None and all(f in made for f in schedule.formats) else {
-        a.kind: a for a in session.exec(select(Artifact).where(Artifact.run_id == run.id))}
+    shared = carried.shared if carried is not None else None
+    if content is not None and all(f in made for f in schedule.formats):
+        kept = {}
+    elif shared is not None:  # given by the render this run reused, in this thread
+        kept = shared
+    else:
+        kept = {a.kind: a for a in session.exec(select(Artifact).where(Artifact.run_id == run.id))}
     for fmt in map(Format, schedule.formats):
         if fmt.value in made:
             artifact, file = made[fmt.value]
@@ -135,13 +140,15 @@ def build_letter(session: Session, run: ReportRun, directory: Path, carried: Car
                   summary=tuple(summary), attachments=tuple(attachments), locale=definition.locale)
 
 
-def with_unsubscribe(session: Session, letter: Letter, run: ReportRun, public_url: str) -> Letter:
+def with_unsubscribe(session: Session, letter: Letter, run: ReportRun, public_url: str,
+                     addresses: list[str] | None = None) -> Letter:
     """The letter with a one-click unsubscribe URL for each e-mail recipient of the run (a test
-    run's recipients are not subscribed: none for them)."""
+    run's recipients are not subscribed: none for them); `addresses`: the caller knows them."""
     if run.test:
         return letter
-    addresses = list(session.exec(select(Delivery.recipient).where(
-        Delivery.run_id == run.id, Delivery.channel == Channel.EMAIL)))
+    if addresses is None:
+        addresses = list(session.exec(select(Delivery.recipient).where(
+            Delivery.run_id == run.id, Delivery.channel == Channel.EMAIL)))
     tokens = unsubscribe_tokens(session, run.schedule_id, addresses)
     return replace(letter, unsubscribe={a: f"{public_url}/unsubscribe/{t}" for a, t in tokens.items()})
 

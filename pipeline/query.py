@@ -37,7 +37,7 @@ from models.tenancy import Tenant
 from pipeline import metrics, sharing
 from pipeline.carried import Carried
 from pipeline.conditions import unmet
-from pipeline.leases import holding_lease, lease_length, release_run, take_run
+from pipeline.leases import holding_lease, lease_length, release_run, take
 from pipeline.lifecycle import end_run
 from tenantdb import QueryResult, TenantSource, check_columns, open_source
 from tenantdb.refresh import refresh_views
@@ -56,11 +56,15 @@ def query_run(run_id: int, carried: Carried | None = None) -> str | None:
     With `carried`, what was read and stored is handed on to the render stage.
     """
     lease = lease_length()
-    if not take_run(run_id, utcnow(), lease):
+    with session_scope() as session:  # taken, and read with what it has stored, in one transaction
+        taken = take(session, run_id, utcnow(), lease)
+        if taken:
+            rows, kinds = load_run_and_kinds(session, run_id)
+    if not taken:
         log.info("run %s cannot be taken (ended, or another worker holds it)", run_id)
         return None
     try:
-        return _query_taken(run_id, lease, carried)
+        return _query_taken(run_id, lease, carried, rows, kinds)
     except Exception as exc:
         # Unexpected (tenant DB unreachable, a bug), or the render this run waited for failed:
         # hand the run back and let Dramatiq retry; `max_run_attempts` bounds how often. A run
@@ -71,19 +75,18 @@ def query_run(run_id: int, carried: Carried | None = None) -> str | None:
         raise
 
 
-def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str | None:
+def _query_taken(run_id: int, lease: timedelta, carried: Carried | None,
+                 rows: tuple[ReportRun, Schedule, Report, Tenant], kinds: set[str]) -> str | None:
+    run, schedule, report, tenant = rows
     with holding_lease(run_id, lease):
-        with session_scope() as session:
-            rows = run, schedule, report, tenant = load_run(session, run_id)
-            kinds = stored_kinds(session, run_id)
-            if carried is not None:
-                carried.rows, carried.kinds = rows, kinds
-            if all(f in kinds for f in schedule.formats):
-                return DELIVER
-            definition = report.parsed()
-            params = {**definition.params, **schedule.params}
-            # A test send shows what recipients would get, whatever the condition says.
-            send_if = "always" if run.test else (schedule.send_if or definition.send_if)
+        if carried is not None:
+            carried.rows, carried.kinds = rows, kinds
+        if all(f in kinds for f in schedule.formats):
+            return DELIVER
+        definition = report.parsed()
+        params = {**definition.params, **schedule.params}
+        # A test send shows what recipients would get, whatever the condition says.
+        send_if = "always" if run.test else (schedule.send_if or definition.send_if)
         try:
             period = slot_period(schedule, definition, run.scheduled_for)
         except InvalidInput as exc:
@@ -95,11 +98,11 @@ def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str 
         if get_settings().share_renders and not (run.manual or run.test):
             key = sharing.share_key(run, schedule, report, tenant, with_period(params, period), send_if,
                                     get_settings())
-            share, joined = sharing.join(run_id, tenant.id, key)
+            share, joined = sharing.join(run_id, tenant.id, key, replace=bool(kinds))
             leading = joined.leading
             if not leading:
                 following = follow_share(run_id, share, joined if joined.state else None,
-                                         replace=bool(kinds))
+                                         replace=bool(kinds), carried=carried)
                 if following is not None:
                     return following or None
         try:
@@ -131,17 +134,21 @@ def _query_taken(run_id: int, lease: timedelta, carried: Carried | None) -> str 
 
 
 def follow_share(run_id: int, share: int, known: sharing.Outcome | None = None,
-                 replace: bool = True) -> str | None:
+                 replace: bool = True, carried: Carried | None = None) -> str | None:
     """Wait for the render the run shares (unless its outcome is `known`) and end or go on as
-    it did: DELIVER with its documents, "" when the run ended (skipped or failed as it did),
-    None when this run leads now (its leader died, or failed and this attempt is the next).
-    Raises SharedRenderFailed when the leader's attempt failed: this run is retried as the
-    leader's run is. `replace=False`: the run has stored nothing its documents must replace."""
+    it did: DELIVER with its documents (handed on in `carried`), "" when the run ended (skipped
+    or failed as it did), None when this run leads now (its leader died, or failed and this
+    attempt is the next). Raises SharedRenderFailed when the leader's attempt failed: this run
+    is retried as the leader's run is. `replace=False`: the run has stored nothing its
+    documents must replace."""
     outcome = known or sharing.wait(share, run_id)
     if outcome.leading:
         return None
     if outcome.state == ShareState.READY:
-        sharing.reuse(run_id, outcome.leader_run_id, replace)
+        given = outcome.given if outcome.given is not None else \
+            sharing.reuse(run_id, outcome.leader_run_id, replace)
+        if carried is not None:
+            carried.shared = given
         return DELIVER
     if outcome.state in (ShareState.SKIPPED, ShareState.FAILED):
         end_by_id(run_id, RunStatus(outcome.state.value), outcome.error)
@@ -151,17 +158,25 @@ def follow_share(run_id: int, share: int, known: sharing.Outcome | None = None,
 
 def load_run(session: Session, run_id: int) -> tuple[ReportRun, Schedule, Report, Tenant]:
     """The run with its schedule, report and tenant, in one statement."""
-    return tuple(session.execute(
-        sa.select(ReportRun, Schedule, Report, Tenant)
-        .join(Schedule, Schedule.id == ReportRun.schedule_id)
-        .join(Report, Report.id == Schedule.report_id)
-        .join(Tenant, Tenant.id == ReportRun.tenant_id)
-        .where(ReportRun.id == run_id)).one())
+    return tuple(session.execute(_joined(run_id)).one())
 
 
-def stored_kinds(session: Session, run_id: int) -> set[str]:
-    """The kinds of artifact the run has stored (its query result, its documents)."""
-    return set(session.execute(sa.select(Artifact.kind).where(Artifact.run_id == run_id)).scalars())
+def load_run_and_kinds(session: Session,
+                       run_id: int) -> tuple[tuple[ReportRun, Schedule, Report, Tenant], set[str]]:
+    """`load_run`, and the kinds of artifact the run has stored (its query result, its
+    documents), in one statement."""
+    kinds = (sa.select(sa.func.aggregate_strings(Artifact.kind, ","))
+             .where(Artifact.run_id == ReportRun.id).scalar_subquery())
+    *rows, stored = session.execute(_joined(run_id).add_columns(kinds)).one()
+    return tuple(rows), set(stored.split(",")) if stored else set()
+
+
+def _joined(run_id: int) -> sa.Select:
+    return (sa.select(ReportRun, Schedule, Report, Tenant)
+            .join(Schedule, Schedule.id == ReportRun.schedule_id)
+            .join(Report, Report.id == Schedule.report_id)
+            .join(Tenant, Tenant.id == ReportRun.tenant_id)
+            .where(ReportRun.id == run_id))
 
 
 def end_by_id(run_id: int, status: RunStatus, error: str | None) -> None:

@@ -51,7 +51,7 @@ def render_run(run_id: int, carried: Carried | None = None) -> bool:
         if share is not None and not (handed and carried.leads == share) \
                 and not sharing.lead(share, run_id, utcnow()):
             # This run's earlier attempt failed and another run took the share over meanwhile.
-            following = follow_share(run_id, share)
+            following = follow_share(run_id, share, carried=carried)
             if following is not None:
                 return following == DELIVER
         params = with_period(stored["params"], from_params(stored["params"], ZoneInfo(schedule.timezone)))

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from models.db import insert_ignoring_conflicts, session_scope, utcnow
 from models.reports import Report
@@ -58,6 +59,7 @@ class Outcome(NamedTuple):
     state: ShareState | None = None
     error: str | None = None
     leader_run_id: int | None = None
+    given: dict[str, Artifact] | None = None  # ready when joined: the artifacts `reuse` gave the run
 
 
 def share_key(run: ReportRun, schedule: Schedule, report: Report, tenant: Tenant,
@@ -84,10 +86,11 @@ def _plain(value: Any) -> str:
 DONE = frozenset({ShareState.READY, ShareState.SKIPPED, ShareState.FAILED})
 
 
-def join(run_id: int, tenant_id: int, key: str) -> tuple[int, Outcome]:
+def join(run_id: int, tenant_id: int, key: str, replace: bool = True) -> tuple[int, Outcome]:
     """The share of `key` for the run: its id, and whether this run leads it, or the outcome
     it already has (a state) or neither (the run must `wait`). The first run to insert the
-    key leads; a later one leads only when `lead` lets it take the share over."""
+    key leads; a later one leads only when `lead` lets it take the share over. A share already
+    ready gives the run its documents in the same transaction (`reuse`, with `replace`)."""
     with session_scope() as session:
         inserted = session.execute(
             insert_ignoring_conflicts(session, SHARES, "key")
@@ -99,6 +102,11 @@ def join(run_id: int, tenant_id: int, key: str) -> tuple[int, Outcome]:
         share_id, state, error, leader = session.execute(
             sa.select(SHARES.c.id, SHARES.c.state, SHARES.c.error, SHARES.c.leader_run_id)
             .where(SHARES.c.key == key, SHARES.c.tenant_id == tenant_id)).one()
+        if state == ShareState.READY:
+            given = _reuse(session, run_id, leader, replace)
+    if state == ShareState.READY:
+        _reused(run_id, leader)
+        return share_id, Outcome(False, ShareState.READY, error, leader, given)
     if state in DONE:
         return share_id, Outcome(False, ShareState(state), error, leader)
     return share_id, Outcome(lead(share_id, run_id, utcnow()))
@@ -154,20 +162,32 @@ def finish(run_id: int, state: ShareState, error: str | None = None) -> None:
                         .values(state=state.value, error=error, finished_at=utcnow()))
 
 
-def reuse(run_id: int, leader_run_id: int, replace: bool = True) -> None:
+def reuse(run_id: int, leader_run_id: int, replace: bool = True) -> dict[str, Artifact]:
     """Give the run the leader's artifacts (the query's result and each document): rows of its
-    own, naming the leader's bytes. Anything the run had stored before goes (`replace=False`:
-    the caller knows it has none)."""
+    own, naming the leader's bytes; returned by kind. Anything the run had stored before goes
+    (`replace=False`: the caller knows it has none)."""
     with session_scope() as session:
-        if replace:
-            session.execute(ARTIFACTS.delete().where(ARTIFACTS.c.run_id == run_id))
-        copied = ("kind", "filename", "media_type", "size", "rows", "checksum", "created_at",
-                  "expires_at")
-        session.execute(ARTIFACTS.insert().from_select(
-            ["run_id", "content_id", *copied],
-            sa.select(sa.literal(run_id), sa.func.coalesce(ARTIFACTS.c.content_id, ARTIFACTS.c.id),
-                      *(ARTIFACTS.c[c] for c in copied))
-            .where(ARTIFACTS.c.run_id == leader_run_id)))
+        given = _reuse(session, run_id, leader_run_id, replace)
+    _reused(run_id, leader_run_id)
+    return given
+
+
+def _reuse(session: Session, run_id: int, leader_run_id: int, replace: bool) -> dict[str, Artifact]:
+    if replace:
+        session.execute(ARTIFACTS.delete().where(ARTIFACTS.c.run_id == run_id))
+    copied = ("kind", "filename", "media_type", "size", "rows", "checksum", "created_at",
+              "expires_at")
+    given = session.execute(ARTIFACTS.insert().from_select(
+        ["run_id", "content_id", *copied],
+        sa.select(sa.literal(run_id), sa.func.coalesce(ARTIFACTS.c.content_id, ARTIFACTS.c.id),
+                  *(ARTIFACTS.c[c] for c in copied))
+        .where(ARTIFACTS.c.run_id == leader_run_id))
+        .returning(*ARTIFACTS.c)).all()
+    return {row.kind: Artifact(**row._mapping) for row in given}
+
+
+def _reused(run_id: int, leader_run_id: int) -> None:
+    """Counted and logged once the run's artifacts are committed."""
     metrics.SHARED_RENDERS.inc()
     log.info("run %s: documents shared from run %s", run_id, leader_run_id)
 

@@ -7,17 +7,21 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from models.base import Channel
 from models.db import session_scope, utcnow
-from models.runs import Delivery, ReportRun
+from models.runs import Delivery, DeliveryStatus, ReportRun
 from models.schedules import Schedule
+from models.settings import get_settings
 from pipeline.deliver import deliver_run
+from pipeline.deliveries import DELIVERIES, Stamper, outcome_stamp, plan_deliveries, take_deliveries
 from pipeline.in_process import run_in_process
-from pipeline.lifecycle import create_manual_run
+from pipeline.lifecycle import create_manual_run, move
 from tests.delivery.conftest import (
     ROWS,
     TOKEN,
@@ -260,3 +264,49 @@ def test_a_rejected_bot_token_is_permanent_and_never_written_down(
     assert "check TELEGRAM_BOT_TOKEN" in deliveries[CHATS[0]].error
     written = [run.error, schedule.last_error, *(d.error for d in deliveries.values()), caplog.text]
     assert not any(wrong in (text or "") or "wrongs" in (text or "") for text in written)
+
+
+def test_a_fresh_plan_is_written_taken_so_no_other_worker_sends_it_meanwhile(
+    db_url: str, videos_db: str, mail_sink: MailSink
+) -> None:
+    # Given a run never planned (a fresh run: its rows are written taken by this worker)
+    addresses = [f"reader{i}@acme.example" for i in range(3)]
+    run_id = manual_run(make_schedule(videos_db, emails=addresses, formats=["csv"]))
+    lease, now = timedelta(seconds=60), utcnow()
+    with session_scope() as session:
+        taken = plan_deliveries(session, run_id, [(Channel.EMAIL, a) for a in addresses], lease)
+
+    # Then they are this worker's, one attempt each, as take_deliveries would have taken them
+    assert sorted(d.recipient for d in taken[Channel.EMAIL]) == addresses
+    assert {d.attempts for d in taken[Channel.EMAIL]} == {1}
+    # ... so another worker takes none of them while the lease holds, and all once it has run out
+    assert take_deliveries(run_id, Channel.EMAIL, now, lease, 25) == []
+    later = take_deliveries(run_id, Channel.EMAIL, now + lease + timedelta(seconds=1), lease, 25)
+    assert sorted(d.recipient for d in later) == addresses and {d.attempts for d in later} == {2}
+
+
+def test_a_stamp_for_a_delivery_another_worker_settled_is_not_counted_as_this_passs(
+    db_url: str, videos_db: str, mail_sink: MailSink
+) -> None:
+    # Given a run's two deliveries, one of them settled by another worker (FAILED)
+    run_id = manual_run(make_schedule(videos_db, emails=EMAILS[:2], formats=["csv"]))
+    with session_scope() as session:
+        taken = plan_deliveries(session, run_id, [(Channel.EMAIL, a) for a in EMAILS[:2]],
+                                timedelta(seconds=60))[Channel.EMAIL]
+        move(session, DeliveryStatus.PENDING, DeliveryStatus.FAILED, DELIVERIES.c.id == taken[1].id,
+             error="550 elsewhere", finished_at=utcnow())
+
+    # When this pass stamps both as sent
+    stamper = Stamper()
+    try:
+        for d in taken:
+            stamper.put(outcome_stamp(d, None, f"<{d.id}@herald>", time.perf_counter(), get_settings()))
+        stamper.flush()
+    finally:
+        stamper.close()
+
+    # Then only its own stamp counts as settled by this pass (so the run's end reads the rows),
+    # and the other worker's outcome stands
+    assert list(stamper.settled) == [taken[0].id]
+    _, _, deliveries = state(run_id)
+    assert deliveries[EMAILS[0]].status == "sent" and deliveries[EMAILS[1]].status == "failed"
