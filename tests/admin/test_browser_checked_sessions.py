@@ -66,6 +66,10 @@ def open_story(page, base: str, run_id: int):
     page.goto(f"{base}/history?run={run_id}&tenant=acme")
     story = page.locator(".st-key-history_story")
     story.get_by_role("button", name="Download PDF").wait_for()
+    # A download button drawn by a run still under way may be drawn again by its end, under a
+    # new id: a click on the first would ask for bytes Streamlit has dropped. Click once the
+    # page's run is over, as a reader would.
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
     return story
 
 

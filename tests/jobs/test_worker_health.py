@@ -191,9 +191,11 @@ def test_a_worker_stopped_in_an_smtp_outage_exits_within_10_s_and_the_mail_goes_
         run_id = enqueue_manual_run(url, schedule_id)
         wait_for(lambda: any(d.attempts and d.error for d in deliveries(url, run_id)), timeout=60)
 
-        # and is stopped (SIGTERM) while the outage lasts
+        # and is stopped (SIGTERM) while the outage lasts, as a supervisor stops it: the signal
+        # to dramatiq's main process, which passes it on once (a second SIGTERM reaching a
+        # worker process, as a signal to the whole group may, is dramatiq's "kill now")
         stopping = time.monotonic()
-        os.killpg(worker_a.pid, signal.SIGTERM)
+        os.kill(worker_a.pid, signal.SIGTERM)
         worker_a.wait(timeout=60)
         stopped_after = time.monotonic() - stopping
         held = deliveries(url, run_id)
