@@ -1,9 +1,10 @@
 """What a run's stages hand each other when one message takes the run through all of them.
 
 A run's message (`jobs.actors.query_stage`, `pipeline.in_process`) queries, renders and
-delivers in one thread. The query stage hands on the rows it read and the result it stored,
-the render stage the documents it made (files under `directory`, the same bytes it stored),
-so the next stage reads none of them back from the database. A stage that runs alone (a
+delivers in one thread. The query stage hands on the rows it read and the result it stored
+(or, for a run reusing another's render, the artifact rows it was given), the render stage
+the documents it made (files under `directory`, the same bytes it stored), so the next stage
+reads none of them back from the database. A stage that runs alone (a
 retry's own message, a run taken over after a crash) gets no `Carried` and reads what it
 needs from the database, as every stage can.
 """
