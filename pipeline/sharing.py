@@ -102,13 +102,11 @@ def join(run_id: int, tenant_id: int, key: str, replace: bool = True) -> tuple[i
         share_id, state, error, leader = session.execute(
             sa.select(SHARES.c.id, SHARES.c.state, SHARES.c.error, SHARES.c.leader_run_id)
             .where(SHARES.c.key == key, SHARES.c.tenant_id == tenant_id)).one()
-        if state == ShareState.READY:
-            given = _reuse(session, run_id, leader, replace)
-    if state == ShareState.READY:
+        given = _reuse(session, run_id, leader, replace) if state == ShareState.READY else None
+    if given is not None:
         _reused(run_id, leader)
-        return share_id, Outcome(False, ShareState.READY, error, leader, given)
     if state in DONE:
-        return share_id, Outcome(False, ShareState(state), error, leader)
+        return share_id, Outcome(False, ShareState(state), error, leader, given)
     return share_id, Outcome(lead(share_id, run_id, utcnow()))
 
 
